@@ -1,0 +1,1 @@
+"""Importing this package registers hooks, strategies and optimizer constructors."""

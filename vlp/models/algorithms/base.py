@@ -1,0 +1,101 @@
+"""VLPModel: the base of every algorithm (CLIP, ALBEF, BLIP, ...).
+
+An algorithm is a thin composition: it builds its parts (towers, necks, heads, losses)
+from config dicts through the registry and wires them in ``loss`` and ``predict``.
+mmengine (and its DeepSpeed wrapper) calls ``forward(inputs, data_samples, mode)``
+with the output of :class:`~vlp.models.utils.VLPDataPreprocessor`.
+
+Output contract of the parts: ``image_embeds [B, N, C]``, ``image_feat [B, D]``,
+``text_embeds [B, L, C]``, ``text_mask [B, L]``, ``text_feat [B, D]``.
+"""
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.model import BaseModel
+
+from vlp.registry import MODELS, TOKENIZERS
+
+
+def build_part(cfg, registry=MODELS):
+    """Build a part from a config dict; pass modules and ``None`` through."""
+    if cfg is None or isinstance(cfg, torch.nn.Module):
+        return cfg
+    return registry.build(cfg)
+
+
+class VLPModel(BaseModel):
+    """Base class: mode dispatch, tokenizer for the inference API, checkpointing switch.
+
+    Args:
+        data_preprocessor: config of the preprocessor (``VLPDataPreprocessor`` by default).
+        tokenizer: optional tokenizer config (``TOKENIZERS``); only the inference API
+            (``encode_text(list_of_str)``, ``generate``) tokenises — training data is
+            tokenised in the data pipeline.
+        init_cfg: mmengine init config.
+    """
+
+    def __init__(self,
+                 data_preprocessor: Optional[dict] = None,
+                 tokenizer: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='VLPDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.tokenizer = build_part(tokenizer, TOKENIZERS) if tokenizer else None
+
+    # -- mmengine entry point -------------------------------------------------------
+    def forward(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[dict] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_feat(inputs)
+        raise ValueError(f'Invalid mode {mode!r}: expected loss, predict or tensor')
+
+    def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError(f'{type(self).__name__} does not define a training loss')
+
+    def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
+        raise NotImplementedError(f'{type(self).__name__} does not define predict')
+
+    def extract_feat(self, inputs: dict) -> dict:
+        raise NotImplementedError(f'{type(self).__name__} does not define extract_feat')
+
+    # -- inference helpers ----------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Union[str, List[str], torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Token ids (and mask) for the inference API; tensors pass through."""
+        if isinstance(texts, torch.Tensor):
+            ids = texts if texts.dim() == 2 else texts.unsqueeze(0)
+            return dict(input_ids=ids.to(self.device))
+        if isinstance(texts, str):
+            texts = [texts]
+        if self.tokenizer is None:
+            raise RuntimeError(
+                f'{type(self).__name__} has no tokenizer: set model.tokenizer in the config '
+                'or pass token ids as a LongTensor')
+        out = self.tokenizer(texts)
+        return {k: v.to(self.device) for k, v in out.items()}
+
+    def preprocess_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalise raw ``uint8``/0-255 images with the data preprocessor's statistics;
+        float images in another range are taken as already normalised."""
+        images = images.to(self.device)
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dtype == torch.uint8:
+            return self.data_preprocessor.normalize(images)
+        return images.float()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch activation checkpointing on every part that supports it."""
+        for module in self.modules():
+            if module is not self and hasattr(module, 'set_grad_checkpointing'):
+                module.set_grad_checkpointing(enable)

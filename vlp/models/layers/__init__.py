@@ -1,0 +1,3 @@
+from .attention import Attention, Mlp, QuickGELU, build_activation
+
+__all__ = ['Attention', 'Mlp', 'QuickGELU', 'build_activation']

@@ -1,0 +1,1 @@
+# parts register themselves in vlp.registry.MODELS on import

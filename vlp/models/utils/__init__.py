@@ -1,0 +1,3 @@
+from .data_preprocessor import VLPDataPreprocessor
+
+__all__ = ['VLPDataPreprocessor']
