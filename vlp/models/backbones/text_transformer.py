@@ -1,0 +1,132 @@
+"""CLIP's text tower (Radford et al. 2021, "Learning Transferable Visual Models From
+Natural Language Supervision", Sec. 2.4): a GPT-2-style pre-LN transformer with causal
+self-attention over byte-pair tokens, learned absolute positions, a final LayerNorm, and
+the sequence representation taken at the end-of-text (EOT) token.
+
+The text projection of CLIP is not part of the tower: it is a ``Projection`` neck
+(``necks/projection.py``, ``bias=False``) mapping ``text_pooled`` to ``text_feat``.
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from vlp.registry import MODELS
+from ..layers.transformer import TransformerBlock, build_attn_mask, maybe_checkpoint
+
+
+@MODELS.register_module()
+class TextTransformer(nn.Module):
+    """CLIP text transformer.
+
+    Args:
+        vocab_size: BPE vocabulary size (49408 for CLIP).
+        context_length: maximum sequence length (77 for CLIP).
+        width: model width ``C``.
+        layers: number of blocks.
+        heads: attention heads.
+        mlp_ratio: FFN width multiple.
+        act_layer: ``'quick_gelu'`` (OpenAI CLIP) or ``'gelu'`` (most open_clip models).
+        ln_eps: LayerNorm epsilon.
+        eot_token_id: ``None``: pool at ``input_ids.argmax(-1)`` (the EOT id is the largest
+            id of the OpenAI vocabulary; OpenAI / open_clip convention). An int: pool at the
+            first occurrence of that id (HF ``CLIPTextModel`` for newer checkpoints); rows
+            without it pool at their last real token.
+        causal: causal self-attention (CLIP: True).
+
+    Parameters (for converters; ``i`` indexes blocks):
+        ``token_embedding.weight [V, C]``, ``positional_embedding [context_length, C]``,
+        ``blocks.i.norm1``, ``blocks.i.attn.qkv`` (fused q, k, v rows, as open_clip's
+        ``attn.in_proj_*``; HF ``q_proj/k_proj/v_proj`` concatenated), ``blocks.i.attn.proj``
+        (``out_proj``), ``blocks.i.norm2``, ``blocks.i.mlp.fc1`` (``c_fc`` / ``fc1``),
+        ``blocks.i.mlp.fc2`` (``c_proj`` / ``fc2``), ``ln_final``. open_clip's
+        ``text_projection [C, D]`` is the transposed weight of the ``Projection`` neck.
+
+    ``forward`` returns ``dict(text_embeds [B, L, C], text_mask [B, L], text_pooled [B, C])``.
+    """
+
+    def __init__(self, vocab_size: int = 49408, context_length: int = 77, width: int = 512,
+                 layers: int = 12, heads: int = 8, mlp_ratio: float = 4.0,
+                 act_layer: str = 'quick_gelu', ln_eps: float = 1e-5,
+                 eot_token_id: Optional[int] = None, causal: bool = True):
+        super().__init__()
+        self.context_length = context_length
+        self.width = self.out_dim = width
+        self.num_layers = layers
+        self.eot_token_id = eot_token_id
+        self.causal = causal
+        self.grad_checkpointing = False
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.blocks = nn.ModuleList([
+            TransformerBlock(width, heads, mlp_ratio=mlp_ratio, act_layer=act_layer,
+                             norm_first=True, ln_eps=ln_eps) for _ in range(layers)])
+        self.ln_final = nn.LayerNorm(width, eps=ln_eps)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """CLIP's initialisation (``CLIP.initialize_parameters``). Not named
+        ``init_weights`` so that mmengine's runner does not re-run it over loaded weights."""
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        attn_std = self.width ** -0.5
+        proj_std = attn_std * (2 * self.num_layers) ** -0.5
+        fc_std = (2 * self.width) ** -0.5
+        for blk in self.blocks:
+            nn.init.normal_(blk.attn.qkv.weight, std=attn_std)
+            nn.init.normal_(blk.attn.proj.weight, std=proj_std)
+            nn.init.zeros_(blk.attn.qkv.bias)
+            nn.init.zeros_(blk.attn.proj.bias)
+            nn.init.normal_(blk.mlp.fc1.weight, std=fc_std)
+            nn.init.normal_(blk.mlp.fc2.weight, std=proj_std)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set:
+        return {'positional_embedding'}
+
+    def eot_index(self, input_ids: torch.Tensor,
+                  attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B]`` position of the EOT token of each row."""
+        if self.eot_token_id is None:
+            return input_ids.argmax(dim=-1)
+        is_eot = input_ids == self.eot_token_id
+        first = is_eot.int().argmax(dim=-1)
+        if attention_mask is not None:
+            last = attention_mask.long().sum(dim=-1).clamp(min=1) - 1
+        else:
+            last = torch.full_like(first, input_ids.shape[1] - 1)
+        return torch.where(is_eot.any(dim=-1), first, last)
+
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            input_ids: ``[B, L]`` token ids, ``L <= context_length``.
+            attention_mask: optional ``[B, L]`` padding mask (1 = real token). Not needed
+                for CLIP's right padding after EOT (causality hides it); when given it is
+                combined with the causal mask.
+
+        Returns:
+            ``text_embeds [B, L, C]`` (after ``ln_final``), ``text_mask [B, L]`` (the given
+            mask, else positions up to and including EOT), ``text_pooled [B, C]``.
+        """
+        B, L = input_ids.shape
+        if L > self.context_length:
+            raise ValueError(f'sequence length {L} > context_length {self.context_length}')
+        x = self.token_embedding(input_ids) + self.positional_embedding[:L]  # (B, L, C)
+        attn_mask = build_attn_mask(attention_mask, causal=self.causal)  # (B, 1, L, L)|None
+        is_causal = self.causal and attn_mask is None
+        for blk in self.blocks:
+            x = maybe_checkpoint(blk, x, attn_mask=attn_mask, is_causal=is_causal,
+                                 enabled=self.grad_checkpointing)
+        x = self.ln_final(x)
+        eot = self.eot_index(input_ids, attention_mask)  # (B,)
+        pooled = x[torch.arange(B, device=x.device), eot]  # (B, C)
+        if attention_mask is None:
+            pos = torch.arange(L, device=x.device)
+            text_mask = (pos[None, :] <= eot[:, None]).long()
+        else:
+            text_mask = attention_mask
+        return dict(text_embeds=x, text_mask=text_mask, text_pooled=pooled)
