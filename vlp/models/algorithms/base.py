@@ -43,7 +43,20 @@ class VLPModel(BaseModel):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.tokenizer = build_part(tokenizer, TOKENIZERS) if tokenizer else None
+        # built on first use: a config may name tokenizer files that only the machine
+        # running inference has (training tokenises in the data pipeline)
+        self._tokenizer_cfg = tokenizer
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None and self._tokenizer_cfg is not None:
+            self._tokenizer = build_part(self._tokenizer_cfg, TOKENIZERS)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        self._tokenizer, self._tokenizer_cfg = value, None
 
     # -- mmengine entry point -------------------------------------------------------
     def forward(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[dict] = None,
