@@ -1,1 +1,12 @@
-"""Importing this package registers datasets, collate functions and tokenizers."""
+"""Importing this package registers datasets, transforms, collate functions and tokenizers."""
+from . import transforms  # noqa: F401  (registers the transforms)
+from .collate import vlp_collate
+from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class_names,
+                   demo_corpus, demo_scenes)
+from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
+from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
+
+__all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
+           'demo_class_names', 'DEMO_TEMPLATES', 'BaseImageTextDataset', 'ImageTextJsonDataset',
+           'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
+           'HFTokenizer']

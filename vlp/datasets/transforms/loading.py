@@ -1,0 +1,47 @@
+"""``LoadImage``: read an image file into a PIL RGB image, or report it and skip it."""
+import io
+import logging
+from typing import Optional
+
+from mmengine.fileio import get
+from mmengine.logging import print_log
+from PIL import Image
+
+from vlp.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class LoadImage:
+    """Read ``results[key]`` (a path or URI; mmengine ``fileio`` backends) into
+    ``results['img']`` (PIL, RGB) and ``results['ori_shape'] = (H, W)``.
+
+    A missing, truncated or undecodable file returns ``None`` (mmengine's dataset then
+    fetches another sample and the vlp datasets count it in ``num_skipped``) after a
+    warning with the path through mmengine's current logger; it never raises.
+
+    Args:
+        key: the field holding the path.
+        backend_args: mmengine file backend arguments.
+    """
+
+    def __init__(self, key: str = 'img_path', backend_args: Optional[dict] = None):
+        self.key = key
+        self.backend_args = backend_args
+
+    def __call__(self, results: dict) -> Optional[dict]:
+        path = results[self.key]
+        try:
+            img = Image.open(io.BytesIO(get(path, backend_args=self.backend_args)))
+            img.load()  # decode now: a truncated file fails here, not later
+            img = img.convert('RGB')
+        except Exception as e:  # noqa: BLE001 - any unreadable image is skipped, loudly
+            print_log(f'LoadImage: cannot read image {path}: {type(e).__name__}: {e}; '
+                      'skipping this sample', logger='current', level=logging.WARNING)
+            results['_skip_logged'] = True
+            return None
+        results['img'] = img
+        results['ori_shape'] = (img.height, img.width)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(key={self.key!r})'
