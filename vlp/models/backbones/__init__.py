@@ -1,2 +1,3 @@
 # parts register themselves in vlp.registry.MODELS on import
 from . import bert, text_transformer  # noqa: F401
+from . import timm_tower  # noqa: F401
