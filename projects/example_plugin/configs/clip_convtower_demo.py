@@ -1,6 +1,6 @@
 # A CLIP-style model whose vision tower and loss come from the outside package.
+_base_ = ['../../../configs/_base_/default_runtime.py']
 custom_imports = dict(imports=['vlp_example_plugin'], allow_failed_imports=False)
-default_scope = 'vlp'
 
 model = dict(
     type='CLIP',
@@ -18,3 +18,9 @@ train_dataloader = dict(
     dataset=dict(type='NoiseImageText', num_samples=8, image_size=16, seq_len=6,
                  vocab_size=20))  # from the plugin
 custom_hooks = [dict(type='LossSpikeHook', factor=3.0)]  # from the plugin
+
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=20)
+default_hooks = dict(logger=dict(interval=5),
+                     checkpoint=dict(by_epoch=False, interval=20))
+log_processor = dict(by_epoch=False)

@@ -1,1 +1,3 @@
-
+"""Optimizer wrappers and constructors; importing registers them in vlp's registries."""
+from .amp import AmpOptimWrapper  # noqa: F401
+from . import optimizers  # noqa: F401,E402

@@ -1,0 +1,43 @@
+"""Shared fixtures of the command-line tool tests.
+
+The engine tests run a tiny toy experiment (tests/engine/vlp_toy.py). To run the
+multi-process tests on another config, e.g. the CLIP demo, set
+``VLP_ENGINE_TEST_CONFIGS=configs/clip/clip_tiny_demo.py`` (comma-separated paths,
+``toy`` for the toy). Such a config must have an even train batch size and, for the
+multi-rank loss comparisons, a loss computed over the global batch (features gathered
+with gradient, as CLIP's contrastive loss does) and deterministic data (see
+DETERMINISTIC_DATA).
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'engine'))
+
+import vlp_toy  # noqa: E402
+
+ENGINE_TEST_CONFIGS = os.environ.get('VLP_ENGINE_TEST_CONFIGS', 'toy').split(',')
+
+# Options making a config's data deterministic, so that 1 and 2 ranks see the same global
+# batches (a caption drawn at random per sample differs between the runs' RNG streams).
+DETERMINISTIC_DATA = {
+    'configs/clip/clip_tiny_demo.py': {'train_dataloader.dataset.train_sampling': 'pairs'},
+}
+
+# randomness the toy adds for the resume tests: dropout, augmentation in the main
+# process, a DataLoader restart inside the run
+TOY_RANDOM = {'model.drop': 0.1, 'train_dataloader.dataset.augment': True,
+              'train_dataloader.dataset.num': 32}
+
+
+@pytest.fixture(scope='module', params=ENGINE_TEST_CONFIGS)
+def base_config(request, tmp_path_factory):
+    """(path, options adding randomness, options removing data randomness) of the config
+    under test."""
+    if request.param == 'toy':
+        path = vlp_toy.write_toy_config(str(tmp_path_factory.mktemp('base') / 'toy.py'))
+        return path, dict(TOY_RANDOM), {}
+    return str(ROOT / request.param), {}, dict(DETERMINISTIC_DATA.get(request.param, {}))

@@ -1,0 +1,83 @@
+"""tools/train.py and tools/test.py command lines (in this process, no launcher)."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import vlp_toy
+from vlp.engine.launch import prepare_launch
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'vlp_tools_{name}',
+                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _tool('train')
+
+
+@pytest.fixture(scope='module')
+def configs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('cfg')
+    base = vlp_toy.write_toy_config(str(tmp / 'toy.py'))
+    plain = vlp_toy.prepare_config(base, str(tmp / 'plain.py'), max_iters=2, ckpt_interval=2)
+    ds = vlp_toy.prepare_config(base, str(tmp / 'ds.py'), max_iters=2, deepspeed_stage=2)
+    return plain, ds
+
+
+def _cfg(argv):
+    args = train_tool.parse_args(argv)
+    return train_tool.merge_args(Config.fromfile(args.config), args)
+
+
+def test_work_dir_and_resume_arguments(configs):
+    plain, _ = configs
+    cfg = _cfg([plain])
+    assert cfg.work_dir == osp.join('./work_dirs', 'plain') and cfg.launcher == 'none'
+    assert not cfg.resume and cfg.load_from is None
+    cfg = _cfg([plain, '--resume', '--work-dir', '/tmp/x'])
+    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == '/tmp/x'
+    cfg = _cfg([plain, '--resume', 'some/iter_4.pth'])
+    assert cfg.resume is True and cfg.load_from == 'some/iter_4.pth'
+    cfg = _cfg([plain, '--cfg-options', 'train_cfg.max_iters=5', 'model.drop=0.5'])
+    assert cfg.train_cfg.max_iters == 5 and cfg.model.drop == 0.5
+
+
+def test_amp_switches(configs):
+    plain, ds = configs
+    assert _cfg([plain, '--amp']).optim_wrapper.type == 'AmpOptimWrapper'
+    assert _cfg([ds, '--amp']).strategy.bf16 == dict(enabled=True)
+    fp16 = _cfg([ds, '--amp', '--cfg-options', 'strategy.fp16.enabled=True'])
+    assert 'bf16' not in fp16.strategy
+
+
+def test_device_aware_backend_and_hook_switch(configs):
+    plain, _ = configs
+    cfg = _cfg([plain, '--cfg-options', 'default_hooks.rng_state=None'])
+    prepare_launch(cfg)
+    expected = 'nccl' if torch.cuda.is_available() else 'gloo'
+    assert cfg.env_cfg.dist_cfg.backend == expected
+    assert 'rng_state' not in cfg.default_hooks
+
+
+def test_train_with_amp_then_test(configs, tmp_path):
+    plain, _ = configs
+    work = str(tmp_path / 'work')
+    runner = train_tool.main([plain, '--amp', '--work-dir', work, '--cfg-options',
+                              'experiment_name=amp_run'])
+    assert type(runner.optim_wrapper).__name__ == 'AmpOptimWrapper'
+    if not torch.cuda.is_available():
+        assert runner.optim_wrapper.cast_dtype is torch.bfloat16
+    losses = vlp_toy.read_losses(work)
+    assert sorted(losses) == [0, 1] and all(torch.isfinite(torch.tensor(v))
+                                           for v in losses.values())
+    metrics = vlp_toy.test_in_process(plain, osp.join(work, 'iter_2.pth'),
+                                      str(tmp_path / 'test'))
+    assert set(metrics) >= {'toy/i2t_r1', 'toy/pos_sim'}

@@ -1,0 +1,65 @@
+"""Evaluate a checkpoint on the config's test set (OpenMMLab ``tools/test.py`` conventions).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options key=value ...]
+        [--launcher none|pytorch|slurm|mpi]
+
+Runs ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` of the config. CHECKPOINT is
+a ``.pth`` file (read weights-only, see :mod:`vlp.engine.checkpoint`) or, for a config
+with a DeepSpeed ``strategy``, a DeepSpeed checkpoint directory. Metrics are logged and
+written to ``<work_dir>/<timestamp>/<timestamp>.json``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+from vlp.engine.dist import setup_deepspeed_accelerator_env  # noqa: E402
+
+setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from vlp.engine.launch import build_runner, prepare_launch  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (evaluate) a vlp model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file or DeepSpeed checkpoint dir')
+    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b])')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    cfg.launcher = args.launcher
+    for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
+        if cfg.get(key) is None:
+            raise KeyError(f'{args.config} has no {key}: nothing to test')
+    prepare_launch(cfg)
+    runner = build_runner(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,102 @@
+"""Train a vlp model from a config (OpenMMLab ``tools/train.py`` conventions).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+- ``--work-dir`` defaults to ``cfg.work_dir`` or ``./work_dirs/<config name>``.
+- ``--resume`` alone resumes from the latest checkpoint in the work dir; with a path,
+  from that checkpoint (a ``.pth`` file, or a DeepSpeed checkpoint directory).
+- ``--amp``: mixed precision. With mmengine's Runner the optim wrapper becomes
+  ``AmpOptimWrapper`` (float16 + loss scaling on GPUs, bfloat16 autocast on CPU, see
+  :mod:`vlp.engine.optim.amp`); with a DeepSpeed strategy it turns on the strategy's
+  ``bf16`` (unless the config already chose fp16/bf16).
+- A config with ``strategy`` runs on mmengine's ``FlexibleRunner`` (DeepSpeed), any
+  other on ``Runner`` (single process or DDP); ``runner_type`` in the config overrides.
+- The process group is set up here, device-aware: ``env_cfg.dist_cfg.backend='auto'``
+  is nccl on CUDA and gloo otherwise, so ``tools/dist_train.sh`` also runs on CPUs.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# vlp from this checkout even when not installed
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+from vlp.engine.dist import setup_deepspeed_accelerator_env  # noqa: E402
+
+setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from vlp.engine.launch import build_runner, prepare_launch  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a vlp model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a value, from the latest checkpoint '
+        'in the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed precision training')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b])')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local_rank (older) or --local-rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Apply the command line to the config."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        if cfg.get('strategy') is not None:
+            strategy = cfg.strategy
+            if not (strategy.get('fp16') or {}).get('enabled') and \
+                    not (strategy.get('bf16') or {}).get('enabled'):
+                strategy.bf16 = dict(enabled=True)
+        else:
+            wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+            if wrapper_type == 'AmpOptimWrapper':
+                print('AMP is already on in the config (AmpOptimWrapper)')
+            else:
+                assert wrapper_type == 'OptimWrapper', (
+                    f'--amp works with OptimWrapper only, the config has {wrapper_type}')
+                cfg.optim_wrapper.type = 'AmpOptimWrapper'
+                cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    cfg.launcher = args.launcher
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    prepare_launch(cfg)
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,63 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: device-aware process-group setup
+and the choice between mmengine's ``Runner`` and ``FlexibleRunner``."""
+from mmengine.config import Config, ConfigDict
+
+from vlp.engine.dist import cuda_available, init_dist, resolve_backend
+
+
+def uses_deepspeed(cfg: Config) -> bool:
+    strategy = cfg.get('strategy')
+    if not strategy:
+        return False
+    name = strategy['type'] if isinstance(strategy['type'], str) else strategy['type'].__name__
+    return 'DeepSpeed' in name
+
+
+# mmengine's runners accept ``None`` (= switched off) only for these default hooks
+_MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                           'param_scheduler', 'checkpoint')
+
+
+def prepare_launch(cfg: Config) -> Config:
+    """Resolve ``env_cfg.dist_cfg.backend`` for this device, initialise the process group
+    for ``cfg.launcher`` (mmengine's own init calls ``torch.cuda.set_device`` and fails on
+    CPU; it is skipped once a group exists) and let DDP wrap CPU models. Extra default
+    hooks set to ``None`` (``default_hooks.rng_state=None``) are dropped."""
+    for name, hook in list((cfg.get('default_hooks') or {}).items()):
+        if hook is None and name not in _MMENGINE_DEFAULT_HOOKS:
+            cfg.default_hooks.pop(name)
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = ConfigDict(dist_cfg=dict(backend='auto'))
+    dist_cfg = cfg.env_cfg.get('dist_cfg') or ConfigDict()
+    dist_cfg['backend'] = resolve_backend(dist_cfg.get('backend', 'auto'))
+    cfg.env_cfg['dist_cfg'] = dist_cfg
+
+    launcher = cfg.get('launcher', 'none')
+    if launcher != 'none':
+        kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+        init_dist(launcher, dist_cfg['backend'],
+                  init_backend='deepspeed' if uses_deepspeed(cfg) else 'torch', **kwargs)
+        if not cuda_available() and not cfg.get('strategy'):
+            # mmengine passes device_ids=[LOCAL_RANK] to DDP, which is for GPU modules
+            wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+                type='MMDistributedDataParallel', broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
+            wrapper.setdefault('device_ids', None)
+            cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """``runner_type`` if the config names one, else FlexibleRunner for a ``strategy``
+    config and Runner otherwise."""
+    from mmengine.registry import RUNNERS, init_default_scope
+    from mmengine.runner import FlexibleRunner, Runner
+
+    # FlexibleRunner builds its strategy before it sets the config's default scope, so
+    # without this ``type='DeepSpeedStrategy'`` would resolve to mmengine's class
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    if cfg.get('strategy'):
+        return FlexibleRunner.from_cfg(cfg)
+    return Runner.from_cfg(cfg)
