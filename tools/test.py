@@ -21,7 +21,7 @@ setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from vlp.engine.launch import build_runner, prepare_launch  # noqa: E402
+from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,7 +58,9 @@ def main(argv=None):
             raise KeyError(f'{args.config} has no {key}: nothing to test')
     prepare_launch(cfg)
     runner = build_runner(cfg)
-    return runner.test()
+    metrics = runner.test()
+    finish_launch(cfg)
+    return metrics
 
 
 if __name__ == '__main__':

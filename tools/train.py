@@ -12,6 +12,8 @@
   ``bf16`` (unless the config already chose fp16/bf16).
 - A config with ``strategy`` runs on mmengine's ``FlexibleRunner`` (DeepSpeed), any
   other on ``Runner`` (single process or DDP); ``runner_type`` in the config overrides.
+- ``test_after_train = True`` in a config runs its test loop once training ends (the
+  demo configs report their test split this way).
 - The process group is set up here, device-aware: ``env_cfg.dist_cfg.backend='auto'``
   is nccl on CUDA and gloo otherwise, so ``tools/dist_train.sh`` also runs on CPUs.
 """
@@ -29,7 +31,7 @@ setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from vlp.engine.launch import build_runner, prepare_launch  # noqa: E402
+from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -95,6 +97,10 @@ def main(argv=None):
     prepare_launch(cfg)
     runner = build_runner(cfg)
     runner.train()
+    if cfg.get('test_after_train', False):
+        # demo configs report the test split at the end of training
+        runner.test()
+    finish_launch(cfg)
     return runner
 
 

@@ -53,5 +53,9 @@ train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 
+# iteration-based schedule: checkpoints and logs by iteration
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=50_000))
+log_processor = dict(by_epoch=False)
+
 strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=1),
                 bf16=dict(enabled=True))

@@ -38,4 +38,6 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=128, enable=False)
+test_after_train = True  # tools/train.py reports the test split at the end

@@ -34,3 +34,4 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=128, enable=False)
+test_after_train = True  # tools/train.py reports the test split at the end

@@ -61,3 +61,16 @@ def build_runner(cfg: Config):
     if cfg.get('strategy'):
         return FlexibleRunner.from_cfg(cfg)
     return Runner.from_cfg(cfg)
+
+
+def finish_launch(cfg: Config) -> None:
+    """After a launched (multi-process) run, leave the process group in order: a barrier,
+    then ``destroy_process_group``. Exiting with a live gloo group can abort a rank at
+    interpreter shutdown ('terminate called without an active exception') after its work
+    is done. Runs without a launcher keep their one-process group (DeepSpeed caches it)."""
+    import torch.distributed as torch_dist
+    if cfg.get('launcher', 'none') == 'none':
+        return
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

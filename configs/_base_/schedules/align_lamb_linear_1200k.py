@@ -14,6 +14,4 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=1_200_000, val_interval=50_000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=50_000))
-log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=16384, enable=False)
