@@ -23,7 +23,7 @@ model = dict(
     itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0),
     tokenizer={{_base_.demo_tokenizer}})
 
-max_epochs = 6
+max_epochs = 15
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.1))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=20),

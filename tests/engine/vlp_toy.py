@@ -210,6 +210,30 @@ class ParamDeltaHook(Hook):
         self.delta_norm = (self._params(runner) - self._start).norm().item()
 
 
+@HOOKS.register_module()
+class ModelStateRecorderHook(Hook):
+    """After training, each rank saves its model's full state (buffers, and parameters
+    gathered under ZeRO-3) to ``<work_dir>/model_state_rank<r>.pt``."""
+    priority = 'LOWEST'
+
+    def after_train(self, runner) -> None:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        module = runner.model
+        while isinstance(getattr(module, 'module', None), torch.nn.Module):
+            module = module.module
+        params = list(module.parameters())
+        try:
+            import deepspeed
+            ctx = deepspeed.zero.GatheredParameters(params)  # no-op unless ZeRO-3
+        except ImportError:
+            import contextlib
+            ctx = contextlib.nullcontext()
+        with ctx:
+            state = {k: v.detach().float().clone() if v.is_floating_point() else v.clone()
+                     for k, v in module.state_dict().items()}
+        torch.save(state, osp.join(runner.work_dir, f'model_state_rank{rank}.pt'))
+
+
 def read_losses(work_dir: str, key: str = 'loss') -> Dict[int, float]:
     """Per-iteration ``key`` averaged over the ranks' files in ``work_dir``."""
     per_iter: Dict[int, List[float]] = {}

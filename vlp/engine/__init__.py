@@ -4,4 +4,4 @@ from .dist import setup_deepspeed_accelerator_env
 
 setup_deepspeed_accelerator_env()  # before anything resolves DeepSpeed's accelerator
 
-from . import checkpoint, hooks, optim, strategies  # noqa: E402,F401
+from . import checkpoint, hooks, optim, runner, strategies  # noqa: E402,F401

@@ -4,8 +4,8 @@
 - :class:`ZeroShotAccuracy` and :func:`zero_shot_classifier`: zero-shot classification
   (the classifier is set before evaluation by ``vlp.engine.hooks.ZeroShotClassifierHook``).
 """
-from .metrics import (RetrievalMetric, ZeroShotAccuracy, get_templates, retrieval_recalls,
+from .metrics import (ITMRetrievalMetric, RetrievalMetric, ZeroShotAccuracy, get_templates, retrieval_recalls,
                       zero_shot_classifier)
 
-__all__ = ['RetrievalMetric', 'ZeroShotAccuracy', 'zero_shot_classifier', 'get_templates',
+__all__ = ['RetrievalMetric', 'ITMRetrievalMetric', 'ZeroShotAccuracy', 'zero_shot_classifier', 'get_templates',
            'retrieval_recalls']

@@ -1,11 +1,12 @@
 """Evaluation metrics; importing this package registers them in ``vlp.registry.METRICS``."""
+from .itm_retrieval import ITMRetrievalMetric
 from .retrieval import (RetrievalMetric, itc_ranks, positive_ranks, ranks_from_scores,
                         recall_at_k, retrieval_metrics, retrieval_recalls, topk_candidates)
 from .zero_shot import (OPENAI_IMAGENET_SELECTED_TEMPLATES, OPENAI_IMAGENET_TEMPLATES,
                         SIMPLE_TEMPLATES, TEMPLATE_PRESETS, ZeroShotAccuracy, get_templates,
                         zero_shot_classifier)
 
-__all__ = ['RetrievalMetric', 'itc_ranks', 'positive_ranks', 'ranks_from_scores',
+__all__ = ['RetrievalMetric', 'ITMRetrievalMetric', 'itc_ranks', 'positive_ranks', 'ranks_from_scores',
            'recall_at_k', 'retrieval_metrics', 'retrieval_recalls', 'topk_candidates',
            'ZeroShotAccuracy', 'zero_shot_classifier', 'get_templates', 'TEMPLATE_PRESETS',
            'OPENAI_IMAGENET_TEMPLATES', 'OPENAI_IMAGENET_SELECTED_TEMPLATES',

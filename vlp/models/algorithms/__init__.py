@@ -1,2 +1,3 @@
 # parts register themselves in vlp.registry.MODELS on import
 from . import clip  # noqa: F401
+from . import albef  # noqa: F401

@@ -1,2 +1,5 @@
 # parts register themselves in vlp.registry.MODELS on import
 from . import contrastive  # noqa: F401
+from .matching import hard_negative_weights, itm_loss, sample_hard_negatives
+
+__all__ = ['hard_negative_weights', 'itm_loss', 'sample_hard_negatives']

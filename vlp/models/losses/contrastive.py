@@ -135,7 +135,10 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
                 image_feat_all: Optional[torch.Tensor] = None,
                 text_feat_all: Optional[torch.Tensor] = None,
                 targets_i2t: Optional[torch.Tensor] = None,
-                targets_t2i: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                targets_t2i: Optional[torch.Tensor] = None,
+                distill_image_feat: Optional[torch.Tensor] = None,
+                distill_text_feat: Optional[torch.Tensor] = None,
+                distill_alpha: float = 0.0) -> Dict[str, torch.Tensor]:
         """
         Args:
             image_feat: ``[B, D]`` L2-normalised image features of this rank; row ``i``
@@ -149,6 +152,11 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
             targets_i2t / targets_t2i: optional soft targets (rows sum to 1) of the shape
                 of the logits (``[B, M]``; ``[B, W B]`` with ``local_loss``, else
                 ``[W B, W B]``) replacing the one-hot targets.
+            distill_image_feat / distill_text_feat / distill_alpha: momentum distillation
+                (ALBEF Sec. 3.3; needs ``image_feat_all``/``text_feat_all``): the targets
+                become ``alpha * softmax(s_m) + (1 - alpha) * targets`` where ``s_m`` are
+                the similarities of the momentum features ``[B, D]`` to the same columns,
+                under the current (detached) scale.
 
         Returns:
             ``{loss_name: loss, 'logit_scale': scale}``.
@@ -158,10 +166,28 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
         scale = self.get_logit_scale()
         B = image_feat.shape[0]
         img, txt = _upcast(image_feat), _upcast(text_feat)
+        distill = distill_alpha > 0 and (distill_image_feat is not None
+                                         or distill_text_feat is not None)
+        if distill and (image_feat_all is None or distill_image_feat is None
+                        or distill_text_feat is None):
+            raise ValueError('momentum distillation needs image_feat_all, text_feat_all, '
+                             'distill_image_feat and distill_text_feat')
         if image_feat_all is not None:
             logits_i2t = (scale * img) @ _upcast(text_feat_all).t()  # (B, M)
             logits_t2i = (scale * txt) @ _upcast(image_feat_all).t()  # (B, M)
             labels = torch.arange(B, device=img.device)
+            if distill:
+                with torch.no_grad():
+                    s = scale.detach()
+                    onehot = F.one_hot(labels, logits_i2t.shape[1]).to(logits_i2t.dtype)
+                    hard_i2t = onehot if targets_i2t is None else targets_i2t.to(onehot)
+                    hard_t2i = onehot if targets_t2i is None else targets_t2i.to(onehot)
+                    sim_i2t_m = (s * _upcast(distill_image_feat)) @ _upcast(text_feat_all).t()
+                    sim_t2i_m = (s * _upcast(distill_text_feat)) @ _upcast(image_feat_all).t()
+                    targets_i2t = (distill_alpha * sim_i2t_m.softmax(dim=1)
+                                   + (1 - distill_alpha) * hard_i2t)
+                    targets_t2i = (distill_alpha * sim_t2i_m.softmax(dim=1)
+                                   + (1 - distill_alpha) * hard_t2i)
         else:
             all_img = _upcast(all_gather_features(image_feat))  # (W*B, D)
             all_txt = _upcast(all_gather_features(text_feat))  # (W*B, D)

@@ -1,0 +1,166 @@
+"""Hooks of the momentum-distillation models (ALBEF, BLIP, ...).
+
+- :class:`MomentumUpdateHook`: after every optimizer step, the EMA update of each momentum
+  twin the model lists in ``momentum_pairs()`` (ALBEF / BLIP / MoCo:
+  ``theta_m <- m theta_m + (1 - m) theta``, m = 0.995), with an optional cosine schedule of
+  ``m`` towards 1 (BYOL, Grill et al. 2020).
+- :class:`FeatureQueueHook`: after every training iteration, every
+  :class:`~vlp.models.utils.FeatureQueue` in the model enqueues the features its model
+  staged during the step, all-gathered from every rank (ALBEF's ``_dequeue_and_enqueue``).
+- :class:`DistillAlphaHook`: ALBEF's ramp of the distillation weight ``alpha`` from 0 to
+  its value over the first epoch (``alpha * min(1, i / len(loader))``).
+
+All three work on the bare model inside DDP / DeepSpeed wrappers; the EMA runs on the
+local ZeRO-3 partitions when parameters are partitioned. With gradient accumulation the
+EMA runs only on iterations where the optimizer stepped.
+"""
+import math
+from typing import Optional
+
+import torch.nn as nn
+from mmengine.hooks import Hook
+
+from vlp.registry import HOOKS
+from .zero_shot import unwrap_model
+
+
+def find_deepspeed_engine(model: nn.Module):
+    """The ``DeepSpeedEngine`` inside mmengine's wrapper, or ``None``."""
+    seen = set()
+    obj = model
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        if hasattr(obj, 'global_steps') and hasattr(obj, 'is_gradient_accumulation_boundary'):
+            return obj
+        obj = getattr(obj, 'model', None) if not hasattr(obj, 'module') else obj.module
+    return None
+
+
+class _StepTracker:
+    """Tells, after a training iteration, whether the optimizer stepped in it."""
+
+    def __init__(self):
+        self._last_global_steps = None
+
+    def stepped(self, runner) -> bool:
+        engine = find_deepspeed_engine(runner.model)
+        if engine is not None:
+            steps = int(engine.global_steps)
+            changed = self._last_global_steps is None or steps != self._last_global_steps
+            self._last_global_steps = steps
+            return changed
+        should_update = getattr(runner.optim_wrapper, 'should_update', None)
+        return bool(should_update()) if callable(should_update) else True
+
+
+@HOOKS.register_module()
+class MomentumUpdateHook(Hook):
+    """EMA of the model's momentum twins after each optimizer step.
+
+    Args:
+        momentum: the EMA coefficient ``m`` (ALBEF / BLIP: 0.995).
+        schedule: ``'constant'`` or ``'cosine'``: ``m_t = 1 - (1 - m) (cos(pi t / T) + 1)
+            / 2`` over the ``T`` training iterations (BYOL), ending at 1.
+        interval: update every ``interval`` optimizer steps (with ``m`` as given).
+
+    The model must define ``momentum_pairs() -> [(online, twin), ...]``.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, momentum: float = 0.995, schedule: str = 'constant',
+                 interval: int = 1):
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f'momentum must be in [0, 1], got {momentum}')
+        if schedule not in ('constant', 'cosine'):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+        self.momentum = momentum
+        self.schedule = schedule
+        self.interval = interval
+        self._tracker = _StepTracker()
+        self._steps = 0
+        self.current_momentum = momentum
+
+    def before_train(self, runner) -> None:
+        model = unwrap_model(runner.model)
+        if not callable(getattr(model, 'momentum_pairs', None)):
+            raise TypeError(f'MomentumUpdateHook: {type(model).__name__} has no momentum_pairs()')
+        engine = find_deepspeed_engine(runner.model)
+        self._tracker._last_global_steps = (int(engine.global_steps) if engine is not None
+                                            else None)
+
+    def momentum_at(self, iteration: int, max_iters: int) -> float:
+        if self.schedule == 'constant' or max_iters <= 0:
+            return self.momentum
+        progress = min(1.0, iteration / max_iters)
+        return 1.0 - (1.0 - self.momentum) * (math.cos(math.pi * progress) + 1) / 2
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if not self._tracker.stepped(runner):
+            return
+        self._steps += 1
+        if self._steps % self.interval:
+            return
+        from vlp.models.utils.momentum import ema_update
+        model = unwrap_model(runner.model)
+        self.current_momentum = self.momentum_at(runner.iter, runner.max_iters)
+        ema_update(model.momentum_pairs(), self.current_momentum)
+
+
+@HOOKS.register_module()
+class FeatureQueueHook(Hook):
+    """Commit the features staged by the model into every ``FeatureQueue`` of the model
+    after each training iteration (all ranks take part: the rows are all-gathered)."""
+    priority = 'NORMAL'
+
+    def _queues(self, runner):
+        from vlp.models.utils.feature_queue import FeatureQueue
+        return [m for m in unwrap_model(runner.model).modules() if isinstance(m, FeatureQueue)]
+
+    def before_train(self, runner) -> None:
+        if not self._queues(runner):
+            raise TypeError('FeatureQueueHook: the model has no FeatureQueue')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        for queue in self._queues(runner):
+            queue.commit()
+
+    def before_val(self, runner) -> None:
+        for queue in self._queues(runner):
+            queue.discard()  # nothing staged in eval mode; be safe after an interruption
+
+
+@HOOKS.register_module()
+class DistillAlphaHook(Hook):
+    """Ramp the model's distillation weight: ``alpha_i = alpha * min(1, i / warmup)``.
+
+    Args:
+        alpha: the final value (``None``: the model's ``alpha_max``).
+        warmup_iters: iterations of the ramp; ``None``: one epoch (the length of the
+            training dataloader), as ALBEF.
+        attr: the model attribute set before each iteration.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, alpha: Optional[float] = None, warmup_iters: Optional[int] = None,
+                 attr: str = 'alpha'):
+        self.alpha = alpha
+        self.warmup_iters = warmup_iters
+        self.attr = attr
+
+    def _warmup(self, runner) -> int:
+        if self.warmup_iters is not None:
+            return int(self.warmup_iters)
+        try:
+            return len(runner.train_dataloader)
+        except TypeError as e:
+            raise ValueError('DistillAlphaHook: the training dataloader has no length; set '
+                             'warmup_iters') from e
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = unwrap_model(runner.model)
+        target = self.alpha if self.alpha is not None else getattr(model, 'alpha_max')
+        warmup = self._warmup(runner)
+        value = target if warmup <= 0 else target * min(1.0, runner.iter / warmup)
+        setattr(model, self.attr, float(value))
