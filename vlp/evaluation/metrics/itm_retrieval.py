@@ -102,13 +102,7 @@ class ITMRetrievalMetric(RetrievalMetric):
         return metrics
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        results = self.deduplicate(results)
-        if not results:
-            raise ValueError(f'{type(self).__name__}: no results to evaluate')
-        image_feat = torch.stack([r['image_feat'] for r in results])  # (N_img, D)
-        text_feat = torch.cat([r['text_feat'] for r in results])  # (N_txt, D)
-        counts = torch.tensor([r['text_feat'].shape[0] for r in results])
-        txt2img = torch.repeat_interleave(torch.arange(len(results)), counts)  # (N_txt,)
+        results, image_feat, text_feat, txt2img = self.stack_results(results)
         out = {}
         itc = retrieval_metrics(*itc_ranks(image_feat, text_feat, txt2img, self.chunk_size,
                                            self.device), self.topk)

@@ -255,7 +255,9 @@ class RetrievalMetric(BaseMetric):
         """``(ranks_i2t [N_img], ranks_t2i [N_txt])``; ITC here, override to re-rank."""
         return itc_ranks(image_feat, text_feat, txt2img, self.chunk_size, self.device)
 
-    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+    def stack_results(self, results: List[dict]):
+        """De-duplicated results -> ``(results, image_feat [N_img, D], text_feat [N_txt, D],
+        txt2img [N_txt])``."""
         results = self.deduplicate(results)
         if not results:
             raise ValueError(f'{type(self).__name__}: no results to evaluate')
@@ -263,6 +265,10 @@ class RetrievalMetric(BaseMetric):
         text_feat = torch.cat([r['text_feat'] for r in results])  # (N_txt, D)
         counts = torch.tensor([r['text_feat'].shape[0] for r in results])
         txt2img = torch.repeat_interleave(torch.arange(len(results)), counts)  # (N_txt,)
+        return results, image_feat, text_feat, txt2img
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        _, image_feat, text_feat, txt2img = self.stack_results(results)
         if not (torch.isfinite(image_feat).all() and torch.isfinite(text_feat).all()):
             print_log(f'{type(self).__name__}: non-finite features (they rank last)',
                       logger='current', level=logging.WARNING)

@@ -16,22 +16,16 @@ a write that runs past the end wraps around to the start.
 from typing import Dict, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import get_world_size
 
 from vlp.registry import MODELS
+from ..losses.contrastive import all_gather_features
 
 
 def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
     """``[B, ...]`` of every rank concatenated in rank order, without gradient."""
-    if get_world_size() == 1:
-        return x.detach()
-    with torch.no_grad():
-        out = [torch.empty_like(x) for _ in range(get_world_size())]
-        dist.all_gather(out, x.detach().contiguous())
-    return torch.cat(out, dim=0)
+    return all_gather_features(x.detach(), with_grad=False)
 
 
 @MODELS.register_module()
