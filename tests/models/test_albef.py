@@ -80,6 +80,73 @@ def test_queue_stage_commit_and_missing_hook_error():
     assert {'image_queue', 'text_queue', 'ptr', 'filled'} <= set(q.state_dict())
 
 
+def test_empty_queue_gives_only_written_rows_as_negatives():
+    q = FeatureQueue(5, dict(f=2), init='empty')
+    assert q.rows('f').shape == (0, 2)
+    q.enqueue(f=torch.ones(3, 2))
+    assert torch.equal(q.rows('f'), torch.ones(3, 2))
+    q.enqueue(f=2 * torch.ones(4, 2))  # wraps: every row written
+    assert q.rows('f').shape == (5, 2)
+    assert FeatureQueue(5, dict(f=2)).rows('f').shape == (5, 2)  # ALBEF: random rows count
+    with pytest.raises(ValueError, match='init'):
+        FeatureQueue(5, dict(f=2), init='zeros')
+    # the model's ITC columns: the batch alone while the queue is empty, then batch + queue
+    torch.manual_seed(0)
+    model = tiny_albef(queue_init='empty', momentum_distill=False)
+    model.init_weights()
+    model.train()
+    seen = []
+    orig = model.itc.forward
+    model.itc.forward = lambda *a, **k: seen.append(k['text_feat_all'].shape[0]) or orig(*a, **k)
+    model.loss(batch())
+    model.queue.commit()
+    model.loss(batch())
+    assert seen == [6, 12]
+
+
+def test_queue_hook_start_iter_drops_early_steps():
+    from types import SimpleNamespace
+
+    from vlp.engine.hooks.momentum import FeatureQueueHook
+    q = FeatureQueue(8, dict(f=2), init='empty')
+    runner = SimpleNamespace(model=nn.ModuleDict(dict(q=q)), iter=0)
+    hook = FeatureQueueHook(start_iter=2)
+    for it in range(4):
+        runner.iter = it
+        q.stage(f=torch.full((1, 2), float(it)))
+        hook.after_train_iter(runner, it)
+        assert not q.has_staged
+    assert q.rows('f')[:, 0].tolist() == [2.0, 3.0]
+    with pytest.raises(ValueError):
+        FeatureQueueHook(start_iter=-1)
+
+
+def test_itm_negative_warmup_draws_uniformly_then_by_similarity(monkeypatch):
+    from types import SimpleNamespace
+
+    import vlp.models.algorithms.albef as albef_mod
+    from vlp.engine.hooks.momentum import ITMNegativeWarmupHook
+    seen = []
+    real = albef_mod.sample_hard_negatives
+    monkeypatch.setattr(albef_mod, 'sample_hard_negatives',
+                        lambda sim, pos: seen.append(sim.clone()) or real(sim, pos))
+    torch.manual_seed(0)
+    model = tiny_albef(queue_size=0, mlm_head=None)
+    model.init_weights()
+    model.train()
+    hook = ITMNegativeWarmupHook(iters=2)
+    runner = SimpleNamespace(model=model, iter=0)
+    for it in range(3):
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        assert model.itm_hard == (it >= 2)
+        model.loss(batch())
+    assert all(torch.count_nonzero(s) == 0 for s in seen[:4])  # 2 steps x (i2t, t2i)
+    assert all(torch.count_nonzero(s) > 0 for s in seen[4:]) and len(seen) == 6
+    with pytest.raises(TypeError):
+        hook.before_train_iter(SimpleNamespace(model=nn.Linear(1, 1), iter=0), 0)
+
+
 # -- EMA -------------------------------------------------------------------------------------
 def test_ema_update_is_the_formula_and_tied_params_move_once():
     torch.manual_seed(0)

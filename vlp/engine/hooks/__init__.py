@@ -1,4 +1,5 @@
 """Engine hooks; importing this package registers them in ``vlp.registry.HOOKS``."""
 from .rng_state import RNGStateHook  # noqa: F401
 from .zero_shot import ZeroShotClassifierHook  # noqa: F401
-from .momentum import DistillAlphaHook, FeatureQueueHook, MomentumUpdateHook  # noqa: F401
+from .momentum import (DistillAlphaHook, FeatureQueueHook, ITMNegativeWarmupHook,  # noqa: F401
+                       MomentumUpdateHook)

@@ -110,8 +110,21 @@ class MomentumUpdateHook(Hook):
 @HOOKS.register_module()
 class FeatureQueueHook(Hook):
     """Commit the features staged by the model into every ``FeatureQueue`` of the model
-    after each training iteration (all ranks take part: the rows are all-gathered)."""
+    after each training iteration (all ranks take part: the rows are all-gathered).
+
+    Args:
+        start_iter: iterations before the first commit (their staged rows are dropped).
+            0 (ALBEF / BLIP) enqueues from the first step. With a queue built with
+            ``init='empty'`` the queue then contributes no negatives for the first
+            ``start_iter`` steps: a warm-up for models trained from scratch, whose early
+            features are near-copies of each other (not in the papers).
+    """
     priority = 'NORMAL'
+
+    def __init__(self, start_iter: int = 0):
+        if start_iter < 0:
+            raise ValueError(f'start_iter must be >= 0, got {start_iter}')
+        self.start_iter = int(start_iter)
 
     def _queues(self, runner):
         from vlp.models.utils.feature_queue import FeatureQueue
@@ -123,8 +136,13 @@ class FeatureQueueHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
+        # runner.iter is the index of the iteration that just ran
+        commit = runner.iter >= self.start_iter
         for queue in self._queues(runner):
-            queue.commit()
+            if commit:
+                queue.commit()
+            else:
+                queue.discard()
 
     def before_val(self, runner) -> None:
         for queue in self._queues(runner):
@@ -164,3 +182,25 @@ class DistillAlphaHook(Hook):
         warmup = self._warmup(runner)
         value = target if warmup <= 0 else target * min(1.0, runner.iter / warmup)
         setattr(model, self.attr, float(value))
+
+
+@HOOKS.register_module()
+class ITMNegativeWarmupHook(Hook):
+    """Draw ITM negatives uniformly (not by ITC similarity) for the first ``iters``
+    iterations, then hard negatives as the paper: sets the model's ``itm_hard`` before each
+    iteration. A warm-up for fusion encoders trained from scratch, whose ITM head otherwise
+    sits at the class prior while the ITC similarities already pick near-duplicate
+    negatives (not in ALBEF / BLIP, which start from pretrained encoders).
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, iters: int):
+        if iters < 0:
+            raise ValueError(f'iters must be >= 0, got {iters}')
+        self.iters = int(iters)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = unwrap_model(runner.model)
+        if not hasattr(model, 'itm_hard'):
+            raise TypeError(f'ITMNegativeWarmupHook: {type(model).__name__} has no itm_hard')
+        model.itm_hard = runner.iter >= self.iters

@@ -37,8 +37,9 @@ class ITMRetrievalMetric(RetrievalMetric):
     """Recall@K of ITC retrieval and of ITM re-ranking of its top-``k`` candidates.
 
     Consumes, per image, ``image_feat [D]``, ``image_embeds [N, C]``, ``text_feat [K, D]``,
-    ``text_embeds [K, L, C]``, ``text_mask [K, L]`` and ``image_id`` (ALBEF / BLIP
-    ``predict``).
+    ``text_embeds [K, L, C]`` (or ``[K, L]`` token ids), ``text_mask [K, L]`` and
+    ``image_id`` (ALBEF / BLIP ``predict``): ``text_embeds`` rows go to
+    ``model.rerank_scores`` as they are.
 
     Args:
         k: candidates re-ranked per query (ALBEF/BLIP on COCO: 256; Flickr30k: 128).
@@ -74,10 +75,14 @@ class ITMRetrievalMetric(RetrievalMetric):
         super().process(data_batch, data_samples)
         for result, sample in zip(self.results[before:], data_samples):
             text_embeds = sample['text_embeds'].detach().cpu()
+            text_mask = sample['text_mask'].detach().cpu()
+            L = text_mask.shape[-1]
+            # text_embeds: the mask's shape plus any trailing dims ([K, L, C] states, or
+            # [K, L] token ids for models that re-encode the text, as BLIP)
+            trailing = text_embeds.shape[text_mask.dim():]
             result['image_embeds'] = sample['image_embeds'].detach().cpu()
-            result['text_embeds'] = text_embeds.reshape(-1, *text_embeds.shape[-2:])
-            result['text_mask'] = sample['text_mask'].detach().cpu().reshape(
-                -1, text_embeds.shape[-2])
+            result['text_embeds'] = text_embeds.reshape(-1, L, *trailing)
+            result['text_mask'] = text_mask.reshape(-1, L)
 
     # -- distributed evaluation ---------------------------------------------------------
     def evaluate(self, size: int) -> dict:

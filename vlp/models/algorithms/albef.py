@@ -50,6 +50,15 @@ from .base import VLPModel, build_part
 from .clip import _split_meta
 
 
+def _pad_seq(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Right-pad ``x [B, L, ...]`` with zeros (the [PAD] id / a masked state) to
+    ``length`` along dim 1."""
+    if x.shape[1] == length:
+        return x
+    pad = x.new_zeros(x.shape[0], length - x.shape[1], *x.shape[2:])
+    return torch.cat([x, pad], dim=1)
+
+
 @MODELS.register_module()
 class ALBEF(VLPModel):
     """ALBEF pretraining / retrieval model.
@@ -71,6 +80,10 @@ class ALBEF(VLPModel):
             features of the batch of every rank).
         queue_ids: keep image ids in the queue; samples of the same image are positives
             (``data_samples['image_id']`` must be given).
+        queue_init: ``'random'`` (ALBEF: the queue starts as random unit vectors) or
+            ``'empty'`` (rows not written yet are no negatives; with
+            ``FeatureQueueHook(start_iter=N)`` the first ``N`` steps use the batch's
+            momentum features only -- a from-scratch warm-up, not in the paper).
         momentum_distill: use the momentum twins' soft targets (with ``alpha``); without
             it the twins still provide the queue features.
         alpha: distillation weight once ramped up (ALBEF: 0.4); the current value is
@@ -88,7 +101,7 @@ class ALBEF(VLPModel):
     def __init__(self, vision: dict, text: dict, fusion: dict, vision_proj: dict,
                  text_proj: dict, itm_head: Optional[dict] = None,
                  mlm_head: Optional[dict] = None, itc: Optional[dict] = None,
-                 queue_size: int = 65536, queue_ids: bool = False,
+                 queue_size: int = 65536, queue_ids: bool = False, queue_init: str = 'random',
                  momentum_distill: bool = True, alpha: float = 0.4,
                  mlm_probability: float = 0.15, mask_token_id: Optional[int] = None,
                  special_token_ids: Optional[Sequence[int]] = None,
@@ -119,7 +132,7 @@ class ALBEF(VLPModel):
          self.mlm_head_m) = make_momentum_twins(self.vision, self.vision_proj, self.text,
                                                 self.text_proj, self.fusion, self.mlm_head)
         self.queue = (FeatureQueue(queue_size, dict(image=embed_dim, text=embed_dim),
-                                   id_names=('idx',) if queue_ids else ())
+                                   id_names=('idx',) if queue_ids else (), init=queue_init)
                       if queue_size > 0 else None)
         self.queue_ids = queue_ids
         self.momentum_distill = momentum_distill
@@ -130,7 +143,9 @@ class ALBEF(VLPModel):
         self._special_token_ids = special_token_ids
         self._vocab_size = vocab_size
         self.itm_negatives = itm_negatives
-        self.loss_weights = dict(itc=1.0, itm=1.0, mlm=1.0, **(loss_weights or {}))
+        # False: ITM negatives drawn uniformly (ITMNegativeWarmupHook sets it; ALBEF: True)
+        self.itm_hard = True
+        self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0), **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
 
     # -- momentum twins (used by MomentumUpdateHook) --------------------------------------
@@ -218,26 +233,42 @@ class ALBEF(VLPModel):
         mask[r, r + offset] = True
         return mask
 
-    def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
-        """ITC + ITM + MLM of a batch: ``images [B, 3, H, W]``, ``input_ids [B, L]``,
-        ``attention_mask [B, L]``; ``data_samples['image_id']`` with ``queue_ids``."""
+    def _unpack(self, inputs: dict, data_samples: Optional[dict]):
         images, input_ids = inputs['images'], inputs['input_ids']
         text_mask = inputs.get('attention_mask')
         if text_mask is None:
             text_mask = torch.ones_like(input_ids)
-        B = images.shape[0]
         idx = None
         if self.queue_ids:
             if data_samples is None or 'image_id' not in data_samples:
                 raise KeyError('queue_ids=True needs data_samples["image_id"]')
             idx = torch.as_tensor(data_samples['image_id'], device=images.device).long().view(-1)
-        alpha = self.alpha if self.momentum_distill else 0.0
-        losses: Dict[str, torch.Tensor] = {}
+        return images, input_ids, text_mask, idx
 
+    def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+        """ITC + ITM + MLM of a batch: ``images [B, 3, H, W]``, ``input_ids [B, L]``,
+        ``attention_mask [B, L]``; ``data_samples['image_id']`` with ``queue_ids``."""
+        images, input_ids, text_mask, idx = self._unpack(inputs, data_samples)
+        alpha = self.alpha if self.momentum_distill else 0.0
         image_embeds, image_feat = self._image(images)  # (B, N, C), (B, D)
         text_embeds, text_feat = self._text(input_ids, text_mask)  # (B, L, C), (B, D)
+        losses, image_embeds_m = self._itc_loss(images, input_ids, text_mask, image_feat,
+                                                text_feat, idx, alpha)
+        if self.itm_head is not None:
+            losses.update(self._itm_loss(image_embeds, image_feat, text_embeds, text_feat,
+                                         text_mask, idx, losses['logit_scale']))
+        if self.mlm_head is not None:
+            losses['loss_mlm'] = self.loss_weights['mlm'] * self._mlm_loss(
+                input_ids, text_mask, image_embeds, image_embeds_m, alpha)
+        losses['alpha'] = torch.tensor(float(alpha), device=images.device)
+        return losses
 
-        # ---- ITC with momentum features and queue ---------------------------------------
+    def _itc_loss(self, images, input_ids, text_mask, image_feat, text_feat, idx,
+                  alpha: float):
+        """ITC against the momentum features of the batch and the queue, with momentum
+        distillation; stages this step's momentum features for the queue. Returns the
+        losses (``loss_itc``, ``logit_scale``) and the momentum image tokens."""
+        B = images.shape[0]
         with torch.no_grad():
             image_embeds_m, image_feat_m = self._image(images, momentum=True)
             _, text_feat_m = self._text(input_ids, text_mask, momentum=True)
@@ -247,9 +278,9 @@ class ALBEF(VLPModel):
                 cols_idx = concat_all_gather(idx) if idx is not None else None
                 offset = get_rank() * B
             else:  # this rank's momentum features, then the queue (ALBEF)
-                img_cols = torch.cat([image_feat_m, self.queue.get('image').to(image_feat_m)])
-                txt_cols = torch.cat([text_feat_m, self.queue.get('text').to(text_feat_m)])
-                cols_idx = (torch.cat([idx, self.queue.get('idx').to(idx)])
+                img_cols = torch.cat([image_feat_m, self.queue.rows('image').to(image_feat_m)])
+                txt_cols = torch.cat([text_feat_m, self.queue.rows('text').to(text_feat_m)])
+                cols_idx = (torch.cat([idx, self.queue.rows('idx').to(idx)])
                             if idx is not None else None)
                 offset = 0
             pos = self._positive_mask(idx, cols_idx, B, img_cols.shape[0], offset,
@@ -261,28 +292,22 @@ class ALBEF(VLPModel):
                        targets_i2t=targets, targets_t2i=targets,
                        distill_image_feat=image_feat_m, distill_text_feat=text_feat_m,
                        distill_alpha=alpha)
-        losses['loss_itc'] = self.loss_weights['itc'] * itc['loss_itc']
-        losses['logit_scale'] = scale = itc['logit_scale']
+        losses = dict(loss_itc=self.loss_weights['itc'] * itc['loss_itc'],
+                      logit_scale=itc['logit_scale'])
         if self.training and self.queue is not None:
             rows = dict(image=image_feat_m, text=text_feat_m)
             if self.queue_ids:
                 rows['idx'] = idx
             self.queue.stage(**rows)
+        return losses, image_embeds_m
 
-        # ---- ITM with hard negatives ------------------------------------------------------
-        if self.itm_head is not None:
-            losses.update(self._itm_loss(image_embeds, image_feat, text_embeds, text_feat,
-                                         text_mask, idx, scale))
-
-        # ---- MLM with momentum distillation ----------------------------------------------
-        if self.mlm_head is not None:
-            losses['loss_mlm'] = self.loss_weights['mlm'] * self._mlm_loss(
-                input_ids, text_mask, image_embeds, image_embeds_m, alpha)
-        losses['alpha'] = torch.tensor(float(alpha), device=images.device)
-        return losses
-
-    def _itm_loss(self, image_embeds, image_feat, text_embeds, text_feat, text_mask, idx,
+    def _itm_loss(self, image_embeds, image_feat, text_x, text_feat, text_mask, idx,
                   scale) -> Dict[str, torch.Tensor]:
+        """ITM on the positives and one hard negative per image and per text.
+
+        ``text_x [B, L, ...]`` is what :meth:`itm_logits` takes for the text side: the
+        unimodal text states ``[B, L, C]`` (ALBEF: they carry gradient to the negatives'
+        rank) or token ids ``[B, L]`` (BLIP re-encodes the text with the image)."""
         B = image_embeds.shape[0]
         glob = self.itm_negatives == 'global' and get_world_size() > 1
         with torch.no_grad():
@@ -292,25 +317,28 @@ class ALBEF(VLPModel):
             offset = get_rank() * B if glob else 0
             sim_i2t = scale * image_feat.float() @ txt_world.float().t()  # (B, W*B)
             sim_t2i = scale * text_feat.float() @ img_world.float().t()  # (B, W*B)
+            if not self.itm_hard:  # warm-up: every negative equally likely
+                sim_i2t, sim_t2i = torch.zeros_like(sim_i2t), torch.zeros_like(sim_t2i)
             pos = self._positive_mask(idx, idx_world, B, txt_world.shape[0], offset,
                                       image_embeds.device)
             neg_img = sample_hard_negatives(sim_t2i, pos)  # (B,) an image per text
             neg_txt = sample_hard_negatives(sim_i2t, pos)  # (B,) a text per image
-        if glob:  # negatives' states from every rank, with gradient back to their rank
+        if glob:  # negatives from every rank; float states keep gradient to their rank
             image_embeds_w = all_gather_features(image_embeds)
             # texts may be padded to different lengths on different ranks
-            L = text_embeds.shape[1]
-            L_max = torch.tensor(L, device=text_embeds.device)
+            L = text_x.shape[1]
+            L_max = torch.tensor(L, device=text_x.device)
             torch.distributed.all_reduce(L_max, op=torch.distributed.ReduceOp.MAX)
             L_max = int(L_max)
-            text_embeds_w = all_gather_features(F.pad(text_embeds, (0, 0, 0, L_max - L)))
-            text_mask_w = concat_all_gather(F.pad(text_mask, (0, L_max - L)))
-            text_embeds = F.pad(text_embeds, (0, 0, 0, L_max - L))
-            text_mask = F.pad(text_mask, (0, L_max - L))
+            text_x = _pad_seq(text_x, L_max)
+            text_mask = _pad_seq(text_mask, L_max)
+            text_x_w = (all_gather_features(text_x) if text_x.is_floating_point()
+                        else concat_all_gather(text_x))
+            text_mask_w = concat_all_gather(text_mask)
         else:
-            image_embeds_w, text_embeds_w, text_mask_w = image_embeds, text_embeds, text_mask
+            image_embeds_w, text_x_w, text_mask_w = image_embeds, text_x, text_mask
         # positives, (text, hard negative image), (hard negative text, image): ALBEF's order
-        text_all = torch.cat([text_embeds, text_embeds, text_embeds_w[neg_txt]])
+        text_all = torch.cat([text_x, text_x, text_x_w[neg_txt]])
         mask_all = torch.cat([text_mask, text_mask, text_mask_w[neg_txt]])
         image_all = torch.cat([image_embeds, image_embeds_w[neg_img], image_embeds])
         logits = self.itm_logits(image_all, text_all, mask_all)  # (3B, 2)

@@ -40,15 +40,23 @@ class FeatureQueue(nn.Module):
         id_names: names of integer rows also held (``('idx',)``: image ids, so that a
             caption of the same image in the queue counts as a positive); they start at
             ``-1`` (matches nothing).
+        init: ``'random'`` (ALBEF / BLIP / MoCo): every row starts as a random unit vector
+            and is a negative from the first step. ``'empty'``: rows not written yet are not
+            negatives (:meth:`rows` returns only the written ones) -- for training from
+            scratch, where the random rows carry no information (not in the papers).
 
     Buffers: ``{name}_queue [K, D]``, ``{id}_queue [K]`` (long), ``ptr`` (long, 0-dim) and
     ``filled`` (long: rows written so far, capped at ``K``).
     """
 
-    def __init__(self, size: int, dims: Dict[str, int], id_names: Sequence[str] = ()):
+    def __init__(self, size: int, dims: Dict[str, int], id_names: Sequence[str] = (),
+                 init: str = 'random'):
         super().__init__()
         if size <= 0:
             raise ValueError(f'queue size must be positive, got {size}')
+        if init not in ('random', 'empty'):
+            raise ValueError(f"init must be 'random' or 'empty', got {init!r}")
+        self.init = init
         if not dims:
             raise ValueError('a FeatureQueue needs at least one feature name in dims')
         self.size = int(size)
@@ -66,6 +74,15 @@ class FeatureQueue(nn.Module):
         """The ``[K, D]`` (or ``[K]``) buffer of ``name`` (a copy, detached: the queue is
         written in place after the step)."""
         return getattr(self, f'{name}_queue').clone().detach()
+
+    def rows(self, name: str) -> torch.Tensor:
+        """The rows of ``name`` that serve as negatives: all ``K`` with ``init='random'``;
+        with ``init='empty'`` only the ``filled`` rows written so far (rows ``[0, filled)``:
+        writes start at row 0 and are contiguous until the buffer is full)."""
+        value = self.get(name)
+        if self.init == 'empty':
+            value = value[:int(self.filled)]
+        return value
 
     @property
     def has_staged(self) -> bool:
@@ -122,4 +139,5 @@ class FeatureQueue(nn.Module):
         return n
 
     def extra_repr(self) -> str:
-        return (f'size={self.size}, features={self.feature_names}, ids={self.id_names}')
+        return (f'size={self.size}, features={self.feature_names}, ids={self.id_names}, '
+                f'init={self.init!r}')
