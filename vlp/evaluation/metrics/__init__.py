@@ -1,4 +1,5 @@
 """Evaluation metrics; importing this package registers them in ``vlp.registry.METRICS``."""
+from .caption import CaptionMetric, caption_scores, ptb_tokenize
 from .itm_retrieval import ITMRetrievalMetric
 from .retrieval import (RetrievalMetric, itc_ranks, positive_ranks, ranks_from_scores,
                         recall_at_k, retrieval_metrics, retrieval_recalls, topk_candidates)
@@ -6,7 +7,8 @@ from .zero_shot import (OPENAI_IMAGENET_SELECTED_TEMPLATES, OPENAI_IMAGENET_TEMP
                         SIMPLE_TEMPLATES, TEMPLATE_PRESETS, ZeroShotAccuracy, get_templates,
                         zero_shot_classifier)
 
-__all__ = ['RetrievalMetric', 'ITMRetrievalMetric', 'itc_ranks', 'positive_ranks', 'ranks_from_scores',
+__all__ = ['CaptionMetric', 'caption_scores', 'ptb_tokenize',
+           'RetrievalMetric', 'ITMRetrievalMetric', 'itc_ranks', 'positive_ranks', 'ranks_from_scores',
            'recall_at_k', 'retrieval_metrics', 'retrieval_recalls', 'topk_candidates',
            'ZeroShotAccuracy', 'zero_shot_classifier', 'get_templates', 'TEMPLATE_PRESETS',
            'OPENAI_IMAGENET_TEMPLATES', 'OPENAI_IMAGENET_SELECTED_TEMPLATES',
