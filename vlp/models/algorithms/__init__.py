@@ -1,3 +1,4 @@
 # parts register themselves in vlp.registry.MODELS on import
 from . import clip  # noqa: F401
 from . import albef  # noqa: F401
+from . import blip  # noqa: F401
