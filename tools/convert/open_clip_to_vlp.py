@@ -226,12 +226,17 @@ def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[
     return dict(config=cfg_path, checkpoint=ckpt_path, model=model)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def main(argv: Optional[List[str]] = None, convert_fn=None, description: Optional[str] = None,
+         example_model: str = 'ViT-B-16',
+         weights_help: str = 'open_clip / OpenAI weights file') -> None:
+    """The command line of this converter; ``tools/convert/open_clip_coca_to_vlp.py`` runs
+    the same one with its own ``convert_fn``."""
+    convert_fn = convert if convert_fn is None else convert_fn
+    parser = argparse.ArgumentParser(description=description or __doc__.split('\n')[0])
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument('--model-name', help="open_clip model name, e.g. 'ViT-B-16'")
+    src.add_argument('--model-name', help=f"open_clip model name, e.g. '{example_model}'")
     src.add_argument('--model-config', help='open_clip model config JSON file')
-    parser.add_argument('--checkpoint', required=True, help='open_clip / OpenAI weights file')
+    parser.add_argument('--checkpoint', required=True, help=weights_help)
     parser.add_argument('out_dir', help='output directory (config.py, model.pth)')
     tok = parser.add_mutually_exclusive_group()
     tok.add_argument('--tokenizer', default='auto',
@@ -251,10 +256,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     else:
         with open(args.model_config) as f:
             model_cfg = json.load(f)
-    out = convert(model_cfg, args.checkpoint, args.out_dir,
-                  tokenizer=None if args.no_tokenizer else args.tokenizer,
-                  dtype=common.dtype_arg(args.dtype), mean=args.mean, std=args.std,
-                  model_name=args.model_name or '')
+    out = convert_fn(model_cfg, args.checkpoint, args.out_dir,
+                     tokenizer=None if args.no_tokenizer else args.tokenizer,
+                     dtype=common.dtype_arg(args.dtype), mean=args.mean, std=args.std,
+                     model_name=args.model_name or '')
     print(f'wrote {out["config"]} and {out["checkpoint"]}')
 
 

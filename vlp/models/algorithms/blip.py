@@ -34,10 +34,9 @@ head to the decoder's own, so the released checkpoints carry a separate output m
 (``tie_lm_head=False`` reproduces that layout, which the checkpoint converter uses).
 Generation recomputes the prefix each step (no key/value cache).
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
 import torch
-import torch.nn as nn
 
 from vlp.registry import MODELS
 from ..utils.feature_queue import FeatureQueue

@@ -5,6 +5,11 @@ the sequence representation taken at the end-of-text (EOT) token.
 
 The text projection of CLIP is not part of the tower: it is a ``Projection`` neck
 (``necks/projection.py``, ``bias=False``) mapping ``text_pooled`` to ``text_feat``.
+
+``embed_cls=True`` makes it CoCa's unimodal text decoder (Yu et al. 2022, Sec. 3.2): a
+learnable ``[CLS]`` embedding is appended after the last token; under the causal mask it
+attends to the whole caption, and its final state after ``ln_final`` is the pooled text
+representation (open_clip's ``embed_cls``).
 """
 from typing import Dict, Optional
 
@@ -33,31 +38,48 @@ class TextTransformer(nn.Module):
             first occurrence of that id (HF ``CLIPTextModel`` for newer checkpoints); rows
             without it pool at their last real token.
         causal: causal self-attention (CLIP: True).
+        embed_cls: append a learnable ``cls_emb [C]`` after the ``L`` tokens (position
+            ``L``; ``positional_embedding`` gets ``context_length + 1`` rows) and pool its
+            final state (CoCa). The ``[CLS]`` attends to the real tokens (the given
+            ``attention_mask``, else positions up to and including EOT) and to itself.
+        legacy_cls_mask: open_clip's original CoCa mask (``correct_cls_mask=False``, the
+            mask its released CoCa weights were trained with): the padding mask is shifted
+            one position right, so the ``[CLS]`` also attends to the first padding token
+            after EOT and attends to itself only when the text fills all ``L`` positions.
+            For converted open_clip CoCa weights only.
 
     Parameters (for converters; ``i`` indexes blocks):
         ``token_embedding.weight [V, C]``, ``positional_embedding [context_length, C]``,
         ``blocks.i.norm1``, ``blocks.i.attn.qkv`` (fused q, k, v rows, as open_clip's
         ``attn.in_proj_*``; HF ``q_proj/k_proj/v_proj`` concatenated), ``blocks.i.attn.proj``
         (``out_proj``), ``blocks.i.norm2``, ``blocks.i.mlp.fc1`` (``c_fc`` / ``fc1``),
-        ``blocks.i.mlp.fc2`` (``c_proj`` / ``fc2``), ``ln_final``. open_clip's
-        ``text_projection [C, D]`` is the transposed weight of the ``Projection`` neck.
+        ``blocks.i.mlp.fc2`` (``c_proj`` / ``fc2``), ``ln_final``, ``cls_emb [C]``
+        (``embed_cls``). open_clip's ``text_projection [C, D]`` is the transposed weight of
+        the ``Projection`` neck.
 
-    ``forward`` returns ``dict(text_embeds [B, L, C], text_mask [B, L], text_pooled [B, C])``.
+    ``forward`` returns ``dict(text_embeds [B, L, C], text_mask [B, L], text_pooled [B, C],
+    text_hidden [B, L, C])`` (``text_hidden``: the last block's output before ``ln_final``,
+    what CoCa's multimodal decoder continues from; the ``[CLS]`` position is never in
+    ``text_embeds`` / ``text_hidden``).
     """
 
     def __init__(self, vocab_size: int = 49408, context_length: int = 77, width: int = 512,
                  layers: int = 12, heads: int = 8, mlp_ratio: float = 4.0,
                  act_layer: str = 'quick_gelu', ln_eps: float = 1e-5,
-                 eot_token_id: Optional[int] = None, causal: bool = True):
+                 eot_token_id: Optional[int] = None, causal: bool = True,
+                 embed_cls: bool = False, legacy_cls_mask: bool = False):
         super().__init__()
         self.context_length = context_length
         self.width = self.out_dim = width
         self.num_layers = layers
         self.eot_token_id = eot_token_id
         self.causal = causal
+        self.legacy_cls_mask = legacy_cls_mask
         self.grad_checkpointing = False
         self.token_embedding = nn.Embedding(vocab_size, width)
-        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.cls_emb = nn.Parameter(torch.empty(width)) if embed_cls else None
+        self.positional_embedding = nn.Parameter(
+            torch.empty(context_length + int(embed_cls), width))
         self.blocks = nn.ModuleList([
             TransformerBlock(width, heads, mlp_ratio=mlp_ratio, act_layer=act_layer,
                              norm_first=True, ln_eps=ln_eps) for _ in range(layers)])
@@ -69,6 +91,8 @@ class TextTransformer(nn.Module):
         ``init_weights`` so that mmengine's runner does not re-run it over loaded weights."""
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
+        if self.cls_emb is not None:
+            nn.init.normal_(self.cls_emb, std=0.01)
         attn_std = self.width ** -0.5
         proj_std = attn_std * (2 * self.num_layers) ** -0.5
         fc_std = (2 * self.width) ** -0.5
@@ -84,7 +108,7 @@ class TextTransformer(nn.Module):
         self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set:
-        return {'positional_embedding'}
+        return {'positional_embedding'} | ({'cls_emb'} if self.cls_emb is not None else set())
 
     def eot_index(self, input_ids: torch.Tensor,
                   attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -110,23 +134,41 @@ class TextTransformer(nn.Module):
 
         Returns:
             ``text_embeds [B, L, C]`` (after ``ln_final``), ``text_mask [B, L]`` (the given
-            mask, else positions up to and including EOT), ``text_pooled [B, C]``.
+            mask, else positions up to and including EOT), ``text_pooled [B, C]`` (at EOT,
+            or the ``[CLS]`` state with ``embed_cls``), ``text_hidden [B, L, C]`` (before
+            ``ln_final``).
         """
         B, L = input_ids.shape
         if L > self.context_length:
             raise ValueError(f'sequence length {L} > context_length {self.context_length}')
-        x = self.token_embedding(input_ids) + self.positional_embedding[:L]  # (B, L, C)
-        attn_mask = build_attn_mask(attention_mask, causal=self.causal)  # (B, 1, L, L)|None
-        is_causal = self.causal and attn_mask is None
-        for blk in self.blocks:
-            x = maybe_checkpoint(blk, x, attn_mask=attn_mask, is_causal=is_causal,
-                                 enabled=self.grad_checkpointing)
-        x = self.ln_final(x)
+        x = self.token_embedding(input_ids)  # (B, L, C)
         eot = self.eot_index(input_ids, attention_mask)  # (B,)
-        pooled = x[torch.arange(B, device=x.device), eot]  # (B, C)
         if attention_mask is None:
             pos = torch.arange(L, device=x.device)
             text_mask = (pos[None, :] <= eot[:, None]).long()
         else:
             text_mask = attention_mask
-        return dict(text_embeds=x, text_mask=text_mask, text_pooled=pooled)
+        if self.cls_emb is not None:
+            cls = self.cls_emb.to(x.dtype).expand(B, 1, -1)
+            x = torch.cat([x, cls], dim=1)  # (B, L + 1, C)
+            ones = text_mask.new_ones(B, 1)
+            key_mask = (torch.cat([ones, text_mask], dim=1) if self.legacy_cls_mask
+                        else torch.cat([text_mask, ones], dim=1))  # (B, L + 1)
+            attn_mask = build_attn_mask(key_mask, causal=self.causal)  # (B, 1, L+1, L+1)
+        else:
+            attn_mask = build_attn_mask(attention_mask, causal=self.causal)  # (B,1,L,L)|None
+        x = x + self.positional_embedding[:x.shape[1]]
+        is_causal = self.causal and attn_mask is None
+        for blk in self.blocks:
+            x = maybe_checkpoint(blk, x, attn_mask=attn_mask, is_causal=is_causal,
+                                 enabled=self.grad_checkpointing)
+        if self.cls_emb is not None:
+            hidden = x[:, :-1]  # (B, L, C)
+            pooled = self.ln_final(x[:, -1])  # (B, C)
+            embeds = self.ln_final(hidden)
+        else:
+            hidden = x
+            embeds = self.ln_final(x)
+            pooled = embeds[torch.arange(B, device=x.device), eot]  # (B, C)
+        return dict(text_embeds=embeds, text_mask=text_mask, text_pooled=pooled,
+                    text_hidden=hidden)

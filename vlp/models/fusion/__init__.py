@@ -1,1 +1,2 @@
 # parts register themselves in vlp.registry.MODELS on import
+from . import decoder  # noqa: F401
