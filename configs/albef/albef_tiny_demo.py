@@ -1,7 +1,7 @@
 # ALBEF tiny demo: the ALBEF architecture and objectives (ViT image encoder; BERT text
 # encoder + fusion encoder with cross-attention; ITC with momentum features, a feature
 # queue and momentum distillation; ITM with hard negatives; MLM) at toy size, trained on
-# the embedded demo data on CPU (8.5 min on 2 cores). Test retrieval is ranked by ITC and
+# the embedded demo data on CPU (11-17 min on 2 cores). Test retrieval is ranked by ITC and
 # re-ranked by ITM on the top-16 candidates. `python tools/train.py
 # configs/albef/albef_tiny_demo.py`; figures in docs/models.md.
 # Three departures from the paper's recipe, because this model starts from random weights
@@ -55,7 +55,7 @@ val_evaluator = dict(type='ITMRetrievalMetric', k=16, batch_size=256)
 test_evaluator = val_evaluator
 
 custom_hooks = [
-    # 0.95 at toy scale (948 steps from scratch; ALBEF: 0.995 over ~100k steps)
+    # 0.95 at toy scale (1,264 steps from scratch; ALBEF: 0.995 over ~100k steps)
     dict(type='MomentumUpdateHook', momentum=0.95),
     # queue warm-up: nothing enqueued in the first 2 epochs (ALBEF: from the first step)
     dict(type='FeatureQueueHook', start_iter=160),
@@ -64,7 +64,7 @@ custom_hooks = [
     dict(type='ITMNegativeWarmupHook', iters=320),
 ]
 
-max_epochs = 12
+max_epochs = 16
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.02),
