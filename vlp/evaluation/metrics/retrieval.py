@@ -84,13 +84,25 @@ def _owner_masks(txt2img: torch.Tensor, num_images: int
     return i2t, t2i
 
 
+def cosine_scores(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[n, m]`` similarities of L2-normalised features ``a [n, D]`` and ``b [m, D]``;
+    either side may hold several features per item (``[n, Q, D]``: BLIP-2's query
+    features), then the score is the maximum over them (BLIP-2's ITC)."""
+    if a.dim() == 2 and b.dim() == 2:
+        return a @ b.t()
+    a3 = a if a.dim() == 3 else a[:, None]
+    b3 = b if b.dim() == 3 else b[:, None]
+    return torch.einsum('iqd,jpd->ijqp', a3, b3).flatten(2).amax(dim=2)
+
+
 def itc_ranks(image_feat: torch.Tensor, text_feat: torch.Tensor, txt2img: torch.Tensor,
               chunk_size: int = 1024, device: Union[str, torch.device, None] = None
               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Ranks under ITC (cosine) similarity, computed in chunks of rows.
 
     Args:
-        image_feat: ``[N_img, D]`` image features (L2-normalised here).
+        image_feat: ``[N_img, D]`` image features (L2-normalised here), or ``[N_img, Q, D]``
+            (several per image, scored by their maximum: BLIP-2).
         text_feat: ``[N_txt, D]`` caption features (L2-normalised here).
         txt2img: ``[N_txt]`` row in ``image_feat`` of each caption's image.
         chunk_size: rows of the similarity matrix held at once.
@@ -100,11 +112,13 @@ def itc_ranks(image_feat: torch.Tensor, text_feat: torch.Tensor, txt2img: torch.
         ``ranks_i2t [N_img]`` (best caption of each image), ``ranks_t2i [N_txt]``.
     """
     device = image_feat.device if device is None else torch.device(device)
-    img = F.normalize(image_feat.to(device, torch.float32), dim=-1)  # (N_img, D)
+    img = F.normalize(image_feat.to(device, torch.float32), dim=-1)  # (N_img, [Q,] D)
     txt = F.normalize(text_feat.to(device, torch.float32), dim=-1)  # (N_txt, D)
     pos_i2t, pos_t2i = _owner_masks(txt2img.to(device), img.shape[0])
-    ranks_i2t = _chunked_ranks(img.shape[0], lambda r: img[r] @ txt.t(), pos_i2t, chunk_size)
-    ranks_t2i = _chunked_ranks(txt.shape[0], lambda r: txt[r] @ img.t(), pos_t2i, chunk_size)
+    ranks_i2t = _chunked_ranks(img.shape[0], lambda r: cosine_scores(img[r], txt), pos_i2t,
+                               chunk_size)
+    ranks_t2i = _chunked_ranks(txt.shape[0], lambda r: cosine_scores(txt[r], img), pos_t2i,
+                               chunk_size)
     return ranks_i2t, ranks_t2i
 
 
@@ -133,14 +147,15 @@ def ranks_from_scores(scores_i2t: torch.Tensor, scores_t2i: torch.Tensor,
 def topk_candidates(query_feat: torch.Tensor, gallery_feat: torch.Tensor, k: int,
                     chunk_size: int = 1024) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` gallery items of each query by cosine similarity (chunked): the candidate
-    lists that ALBEF/BLIP re-score with the ITM head. Returns ``(scores, indices)``, both
-    ``[N_query, k]`` (``k`` clipped to the gallery size), best first."""
+    lists that ALBEF/BLIP re-score with the ITM head. Either side may be ``[N, Q, D]``
+    (:func:`cosine_scores`). Returns ``(scores, indices)``, both ``[N_query, k]`` (``k``
+    clipped to the gallery size), best first."""
     q = F.normalize(query_feat.float(), dim=-1)
     g = F.normalize(gallery_feat.float(), dim=-1)
     k = min(k, g.shape[0])
     scores, indices = [], []
     for start in range(0, q.shape[0], chunk_size):
-        s, i = (q[start:start + chunk_size] @ g.t()).topk(k, dim=1)  # (R, k)
+        s, i = cosine_scores(q[start:start + chunk_size], g).topk(k, dim=1)  # (R, k)
         scores.append(s)
         indices.append(i)
     return torch.cat(scores), torch.cat(indices)
@@ -230,7 +245,11 @@ class RetrievalMetric(BaseMetric):
                                f'(got keys {sorted(sample)}); retrieval evaluation data '
                                'gives every caption of an image (input_ids [K, L])')
             text_feat = sample['text_feat'].detach().cpu()
-            result = dict(image_feat=sample['image_feat'].detach().cpu().reshape(-1),
+            image_feat = sample['image_feat'].detach().cpu()
+            # [D], or [Q, D] for models with several features per image (BLIP-2)
+            image_feat = image_feat.reshape(-1) if image_feat.dim() != 2 or \
+                image_feat.shape[0] == 1 else image_feat
+            result = dict(image_feat=image_feat,
                           text_feat=text_feat.reshape(-1, text_feat.shape[-1]))  # (K, D)
             if self.dedup_key is not None:
                 result['key'] = _as_key(sample[self.dedup_key])

@@ -301,6 +301,12 @@ class ALBEF(VLPModel):
             self.queue.stage(**rows)
         return losses, image_embeds_m
 
+    @staticmethod
+    def itc_similarity(image_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
+        """Cosine similarities ``[N_img, N_txt]`` of normalised features (BLIP-2 overrides
+        it with the maximum over its query features)."""
+        return image_feat.float() @ text_feat.float().t()
+
     def _itm_loss(self, image_embeds, image_feat, text_x, text_feat, text_mask, idx,
                   scale) -> Dict[str, torch.Tensor]:
         """ITM on the positives and one hard negative per image and per text.
@@ -315,8 +321,8 @@ class ALBEF(VLPModel):
             txt_world = concat_all_gather(text_feat) if glob else text_feat.detach()
             idx_world = (concat_all_gather(idx) if glob else idx) if idx is not None else None
             offset = get_rank() * B if glob else 0
-            sim_i2t = scale * image_feat.float() @ txt_world.float().t()  # (B, W*B)
-            sim_t2i = scale * text_feat.float() @ img_world.float().t()  # (B, W*B)
+            sim_i2t = scale * self.itc_similarity(image_feat, txt_world)  # (B, W*B)
+            sim_t2i = scale * self.itc_similarity(img_world, text_feat).t()  # (B, W*B)
             if not self.itm_hard:  # warm-up: every negative equally likely
                 sim_i2t, sim_t2i = torch.zeros_like(sim_i2t), torch.zeros_like(sim_t2i)
             pos = self._positive_mask(idx, idx_world, B, txt_world.shape[0], offset,
