@@ -4,3 +4,4 @@ from . import albef  # noqa: F401
 from . import blip  # noqa: F401
 from . import coca  # noqa: F401
 from . import blip2  # noqa: F401
+from . import blip2_lm  # noqa: F401

@@ -1,0 +1,344 @@
+"""BLIP-2 stage 2 (Li et al. 2023, "BLIP-2: Bootstrapping Language-Image Pre-training with
+Frozen Image Encoders and Large Language Models", Sec. 3.3, Fig. 3): generative
+vision-to-language learning. A frozen image encoder, the Q-Former (from stage 1) and a
+linear projection turn an image into ``Q`` (32) soft visual prompts prepended to the input
+embeddings of a frozen LLM; the objective is the LM loss on the text only (decoder-only
+LMs: OPT) or prefix LM (encoder-decoder: FlanT5, queries + prompt into the encoder, the
+text as decoder targets). The same composition gives MiniGPT-4 (Zhu et al. 2023: frozen
+Q-Former, only the projection trains) and LLaVA (Liu et al. 2023: ViT patch tokens, no
+Q-Former, an MLP projector; stage 2 also trains the LLM).
+"""
+import re
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from vlp.registry import MODELS
+from ..backbones.hf_lm import LMTokenizer, to_dtype
+from ..backbones.timm_tower import read_state_dict
+from .base import VLPModel, build_part
+from .clip import _split_meta
+
+PROJECTORS = ('linear', 'mlp2x_gelu')
+IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT-4, LLaVA)
+# Q-Former parameters that only the text uses (embeddings, the text FFNs): a query-only
+# pass never reaches them; BLIP-2 stage 2 deletes them, they are frozen here (so the
+# stage-1 key layout stays and DDP sees no trainable parameter without a gradient)
+_QFORMER_TEXT_ONLY = re.compile(
+    r'^(word_embeddings|position_embeddings|token_type_embeddings|pooler)\.'
+    r'|^blocks\.\d+\.(mlp|norm2)\.')
+
+
+def _freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.eval()
+
+
+@MODELS.register_module()
+class BLIP2LM(VLPModel):
+    """Frozen image encoder + (Q-Former) + projection -> frozen LLM.
+
+    Args:
+        vision: image tower config (``TimmTower``: ``image_embeds [B, N, C_v]``); frozen.
+        llm: ``HFLanguageModel`` arguments (``pretrained`` local files, or ``config`` with
+            ``model_type`` for a randomly initialised one); ``type`` may be omitted.
+        qformer: ``QFormer`` config (``None`` with ``use_queries=False``).
+        projector: ``'linear'`` (BLIP-2, MiniGPT-4, LLaVA v1) or ``'mlp2x_gelu'`` (LLaVA-1.5)
+            from the Q-Former width (or the vision width) to the LLM hidden size.
+        use_queries: ``False`` (LLaVA) feeds the vision tokens to the projector directly.
+        drop_vision_prefix: drop this many leading vision tokens (LLaVA: 1, the class
+            token: only patch tokens reach the LLM).
+        vision_dtype: ``'fp16'`` / ``'bf16'`` runs the frozen vision tower in that dtype.
+        ln_vision: a LayerNorm over the vision tokens (BLIP-2's ``ln_vision``, as in
+            stage 1; trainable unless ``freeze_ln_vision``, which MiniGPT-4 sets). LLaVA:
+            ``False``.
+        freeze_qformer: MiniGPT-4 (the Q-Former stays as loaded from stage 1).
+        freeze_llm: default ``True`` (never in the optimizer, always in eval mode);
+            ``False`` trains it (LLaVA stage 2), with ``llm_grad_checkpointing``.
+        prompt: text put between the visual prompts and the text (captioning, e.g.
+            ``'a photo of'``), or around them when it holds ``'<ImageHere>'`` (MiniGPT-4:
+            ``'###Human: <Img><ImageHere></Img> ###Assistant: '``). Per-sample prompts
+            (VQA: ``'Question: {} Answer:'`` formatted by the caller) go to
+            :meth:`generate` or, in training, through ``prompt_ids``.
+        label_smoothing: of the LM loss (``CaptionLoss``; BLIP-2: 0).
+        stage1: ``dict(checkpoint=path, strict=True)``: initialise ``vision``,
+            ``ln_vision`` and ``qformer`` from a vlp BLIP-2 stage-1 checkpoint (keys
+            ``vision.*`` / ``ln_vision.*`` / ``qformer.*``), see :meth:`load_stage1`.
+        generation_cfg: decoding options of :meth:`predict` (see :meth:`generate`).
+        tokenizer: the LLM's tokenizer (``dict(type='LMTokenizer', pretrained=...)``, or
+            a ``transformers`` tokenizer set with ``model.tokenizer = ...``).
+
+    Training inputs (``loss``): ``images``, ``input_ids`` / ``attention_mask`` ``[B, L]``: the
+    target text tokenised as :class:`LMTokenizer` does (``Tokenize`` transform): **without**
+    BOS, ending with EOS, right padded (T5's own format; for decoder-only LMs the BOS leads
+    the prompt instead); optional per-sample ``prompt_ids`` / ``prompt_mask`` (with the
+    tokenizer's special tokens; placed after the visual prompts) replacing ``prompt``.
+    """
+
+    def __init__(self, vision: dict, llm: dict, qformer: Optional[dict] = None,
+                 projector: str = 'linear', use_queries: bool = True,
+                 drop_vision_prefix: int = 0, vision_dtype: Optional[str] = None,
+                 ln_vision: bool = True, freeze_ln_vision: bool = False,
+                 freeze_qformer: bool = False, freeze_llm: bool = True,
+                 llm_grad_checkpointing: bool = False, prompt: str = '',
+                 label_smoothing: float = 0.0, stage1: Optional[dict] = None,
+                 generation_cfg: Optional[dict] = None, predict_mode: str = 'caption',
+                 data_preprocessor: Optional[dict] = None, tokenizer=None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor,
+                         tokenizer=tokenizer if isinstance(tokenizer, dict) else None,
+                         init_cfg=init_cfg)
+        if tokenizer is not None and not isinstance(tokenizer, dict):
+            self.tokenizer = tokenizer  # a tokenizer object
+        if projector not in PROJECTORS:
+            raise ValueError(f'projector must be one of {PROJECTORS}, got {projector!r}')
+        if predict_mode != 'caption':
+            raise ValueError(f"BLIP2LM.predict_mode must be 'caption', got {predict_mode!r}")
+        if use_queries == (qformer is None):
+            raise ValueError('BLIP2LM: a qformer config is needed with use_queries=True and '
+                             'must be None with use_queries=False')
+        self.vision = build_part(vision)
+        self.qformer = build_part(qformer)
+        self.ln_vision = nn.LayerNorm(self.vision.embed_dim) if ln_vision else None
+        llm = dict(llm) if isinstance(llm, dict) else llm
+        if isinstance(llm, dict):
+            llm.setdefault('type', 'HFLanguageModel')
+            if llm_grad_checkpointing:
+                llm['grad_checkpointing'] = True
+        self.llm = build_part(llm)
+        in_dim = self.qformer.hidden_size if use_queries else self.vision.embed_dim
+        out_dim = self.llm.hidden_size
+        if projector == 'linear':
+            self.projection = nn.Linear(in_dim, out_dim)
+        else:  # LLaVA-1.5: Linear -> GELU -> Linear
+            self.projection = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(),
+                                            nn.Linear(out_dim, out_dim))
+        self.use_queries = use_queries
+        self.drop_vision_prefix = int(drop_vision_prefix)
+        self.vision_dtype = to_dtype(vision_dtype)
+        self.freeze_qformer, self.freeze_llm = freeze_qformer, freeze_llm
+        self.prompt = prompt
+        self.lm_loss = build_part(dict(type='CaptionLoss', label_smoothing=label_smoothing))
+        self.generation_cfg = dict(generation_cfg or {})
+        self.predict_mode = predict_mode
+        if stage1 is not None and stage1.get('checkpoint') is not None:
+            self.load_stage1(stage1['checkpoint'], strict=stage1.get('strict', True))
+        if self.vision_dtype is not None:
+            self.vision.to(self.vision_dtype)
+        self._frozen = [self.vision]
+        if freeze_ln_vision and self.ln_vision is not None:
+            self._frozen.append(self.ln_vision)
+        if freeze_qformer and self.qformer is not None:
+            self._frozen.append(self.qformer)
+        if freeze_llm:
+            self._frozen.append(self.llm)
+        for part in self._frozen:
+            _freeze(part)
+        if self.qformer is not None:
+            for name, p in self.qformer.named_parameters():
+                if _QFORMER_TEXT_ONLY.match(name):
+                    p.requires_grad_(False)
+
+    def init_weights(self) -> None:
+        """Nothing: every part initialises itself at construction, and mmengine's
+        recursive ``init_weights`` must not re-initialise loaded towers or the LLM."""
+
+    def train(self, mode: bool = True):
+        """Frozen parts stay in eval mode (no dropout, fixed statistics)."""
+        super().train(mode)
+        for part in self._frozen:
+            part.eval()
+        return self
+
+    def load_stage1(self, checkpoint: Union[str, Dict[str, torch.Tensor]],
+                    strict: bool = True) -> None:
+        """Load ``vision.*``, ``ln_vision.*`` and ``qformer.*`` of a vlp BLIP-2 stage-1
+        checkpoint (a path, or a state dict) into the same parts here; other keys (ITC/ITM
+        heads, projections) are ignored."""
+        sd = read_state_dict(checkpoint) if isinstance(checkpoint, str) else checkpoint
+        parts = [(prefix, part) for prefix, part in (
+            ('vision.', self.vision), ('ln_vision.', self.ln_vision),
+            ('qformer.', self.qformer)) if part is not None]
+        for prefix, part in parts:
+            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            if not sub and strict:
+                raise KeyError(f'stage-1 checkpoint has no {prefix}* keys')
+            missing, unexpected = part.load_state_dict(sub, strict=False)
+            if strict and (missing or unexpected):
+                raise KeyError(f'stage-1 {prefix}*: missing {list(missing)}, unexpected '
+                               f'{list(unexpected)}')
+
+    # -- visual prompts -------------------------------------------------------------------
+    def visual_prompts(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``[B, 3, H, W]`` -> soft prompts ``[B, Q, H_llm]`` (``Q`` the
+        queries, or the (patch) tokens with ``use_queries=False``)."""
+        with torch.no_grad():  # the image encoder is frozen
+            if self.vision_dtype is not None:
+                images = images.to(self.vision_dtype)
+            tokens = self.vision(images)['image_embeds'][:, self.drop_vision_prefix:]
+        tokens = tokens.float() if self.vision_dtype is not None else tokens
+        if self.ln_vision is not None:
+            tokens = self.ln_vision(tokens)
+        if self.use_queries:
+            tokens = self.qformer(image_embeds=tokens)['query_embeds']  # (B, Q, C)
+        prompts = self.projection(tokens.to(next(self.projection.parameters()).dtype))
+        return prompts.to(self.llm.dtype)  # (B, Q, H)
+
+    # -- tokens ----------------------------------------------------------------------------
+    def _prompt_rows(self, B: int, prompt_ids: Optional[torch.Tensor] = None,
+                     prompt_mask: Optional[torch.Tensor] = None,
+                     prompts: Optional[Sequence[str]] = None):
+        """Per-row ``(before, after)`` prompt ids around the visual prompts: given ids
+        (padding dropped; all after the image), given strings, or the fixed ``self.prompt``,
+        tokenised by :meth:`LMTokenizer.encode_prompt` (special tokens included; a
+        ``'<ImageHere>'`` in the text marks where the visual prompts go, else they lead)."""
+        if prompt_ids is not None:
+            mask = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask
+            return [([], row[m.bool()].tolist()) for row, m in zip(prompt_ids, mask)]
+        if prompts is None:
+            prompts = [self.prompt] * B
+        tok = self.lm_tokenizer
+        return [tok.encode_prompt(p, image_token=IMAGE_TOKEN) for p in prompts]
+
+    @property
+    def lm_tokenizer(self) -> LMTokenizer:
+        """``self.tokenizer`` as an :class:`LMTokenizer` (a plain ``transformers``
+        tokenizer set with ``model.tokenizer = ...`` is wrapped once)."""
+        tok = self.tokenizer
+        if tok is None:
+            raise RuntimeError('BLIP2LM needs its LLM tokenizer (model.tokenizer: '
+                               "dict(type='LMTokenizer', pretrained=...))")
+        if not isinstance(tok, LMTokenizer):
+            tok = LMTokenizer(tokenizer=tok)
+            self.tokenizer = tok
+        return tok
+
+    def tokenize_text(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """Target texts -> ``input_ids`` / ``attention_mask`` as :meth:`loss` expects
+        (``text EOS``, no BOS, padded to the longest: what the ``Tokenize`` transform gives
+        with an :class:`LMTokenizer`)."""
+        return self.lm_tokenizer(list(texts), padding='longest')
+
+    def _assemble(self, prompts: torch.Tensor, before: List[List[int]],
+                  after: List[List[int]], labels: Optional[List[List[int]]] = None,
+                  left: bool = False):
+        """Per row ``[embed(before); visual prompts; embed(after)]``, padded (right for
+        training, left for decoder-only generation) -> ``inputs_embeds [B, T, H]``,
+        ``attention_mask [B, T]`` and, given ``labels`` (one per ``after`` token), the label
+        tensor ``[B, T]`` (-100 on ``before``, the visual prompts and padding)."""
+        B, Q, H = prompts.shape
+        device = prompts.device
+        lengths = [n for pre, post in zip(before, after) for n in (len(pre), len(post))]
+        flat = [t for pre, post in zip(before, after) for t in pre + post]
+        ids = torch.tensor(flat, dtype=torch.long, device=device)
+        pieces = list(self.llm.embed_tokens(ids).to(prompts.dtype).split(lengths))
+        seqs = [torch.cat([pieces[2 * i], prompts[i], pieces[2 * i + 1]]) for i in range(B)]
+        T = max(len(x) for x in seqs)
+        embeds = prompts.new_zeros(B, T, H)
+        mask = torch.zeros(B, T, dtype=torch.long, device=device)
+        lab = torch.full((B, T), -100, dtype=torch.long, device=device)
+        for i, x in enumerate(seqs):
+            start = T - len(x) if left else 0
+            embeds[i, start:start + len(x)] = x
+            mask[i, start:start + len(x)] = 1
+            if labels is not None:
+                end = start + len(x)
+                lab[i, end - len(labels[i]):end] = torch.tensor(labels[i], device=device)
+        return embeds, mask, (lab if labels is not None else None)
+
+    # -- mmengine modes -----------------------------------------------------------------------
+    def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+        """LM loss of the text given the visual prompts and the prompt (Sec. 3.3)."""
+        logits, labels = self.lm_logits(inputs, data_samples)
+        logits = logits.float()  # a frozen fp16 / bf16 LLM: cross-entropy in float32
+        if self.llm.is_encoder_decoder:
+            return dict(loss_lm=self.lm_loss(logits, labels))
+        # decoder-only: the state at t predicts token t + 1
+        return dict(loss_lm=self.lm_loss(logits[:, :-1], labels[:, 1:]))
+
+    def lm_logits(self, inputs: dict, data_samples: Optional[dict] = None):
+        """LLM logits and the label tensor they are scored against (unshifted:
+        decoder-only position ``t`` predicts ``labels[t + 1]``; encoder-decoder position
+        ``t`` predicts ``labels[t]``). Per-sample ``prompt_ids`` / ``prompt_mask`` are read
+        from ``inputs`` or, as the data preprocessor passes unknown keys, ``data_samples``."""
+        prompts = self.visual_prompts(inputs['images'])
+        B = prompts.shape[0]
+        text_ids, text_mask = inputs['input_ids'], inputs.get('attention_mask')
+        if text_mask is None:
+            text_mask = torch.ones_like(text_ids)
+        texts = [row[m.bool()].tolist() for row, m in zip(text_ids, text_mask)]
+        extra = {**(data_samples if isinstance(data_samples, dict) else {}), **inputs}
+        parts = self._prompt_rows(B, extra.get('prompt_ids'), extra.get('prompt_mask'))
+        before = [pre for pre, _ in parts]
+        if self.llm.is_encoder_decoder:
+            embeds, att, _ = self._assemble(prompts, before, [post for _, post in parts])
+            labels = text_ids.masked_fill(text_mask == 0, -100)
+            dec_in = self.llm.decoder_input_ids(labels)
+            out = self.llm(inputs_embeds=embeds, attention_mask=att,
+                           decoder_input_ids=dec_in, decoder_attention_mask=text_mask)
+            return out.logits, labels
+        after = [post + t for (_, post), t in zip(parts, texts)]
+        labs = [[-100] * len(post) + t for (_, post), t in zip(parts, texts)]
+        embeds, att, labels = self._assemble(prompts, before, after, labs)
+        out = self.llm(inputs_embeds=embeds, attention_mask=att)
+        return out.logits, labels
+
+    def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
+        """One dict per image with ``pred_caption`` (decoded with ``generation_cfg``) and
+        the sample's metadata (``image_id``, the references in ``text``) for
+        ``CaptionMetric``."""
+        images = inputs.get('images')
+        if images is None:
+            raise ValueError('BLIP2LM.predict needs images')
+        captions = self._generate(images)
+        metas = _split_meta(data_samples, images.shape[0])
+        return [dict(metas[i], pred_caption=captions[i]) for i in range(len(captions))]
+
+    # -- generation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, prompt: Union[None, str, Sequence[str]] = None,
+                 **decoding) -> List[str]:
+        """Texts for ``images [B, 3, H, W]`` (``uint8``, or normalised as the data
+        preprocessor does), through HF's ``generate(inputs_embeds=..., attention_mask=...)``.
+
+        Args:
+            prompt: a string for every image or one per image (default ``self.prompt``;
+                VQA: ``'Question: {} Answer:'.format(q)``); not part of the outputs.
+            decoding: HF ``generate`` options over ``generation_cfg`` (``num_beams``,
+                ``do_sample``, ``top_p``, ``top_k``, ``temperature``,
+                ``repetition_penalty``, ``length_penalty``, ``eos_token_id``, ...).
+                Lengths count **generated tokens only** (not the visual prompts, not the
+                prompt; EOS included), for both LM kinds: ``max_length`` and
+                ``max_new_tokens`` are the same bound (``max_new_tokens`` wins),
+                ``min_length`` becomes HF's ``min_new_tokens``. Default: greedy,
+                ``max_length=30`` (BLIP-2's captioning setting uses ``num_beams=5``,
+                ``max_length=30``, ``min_length=8``: set it in ``generation_cfg``).
+        """
+        return self._generate(self.preprocess_images(images), prompt, **decoding)
+
+    @torch.no_grad()
+    def _generate(self, images: torch.Tensor, prompt=None, **decoding) -> List[str]:
+        tok = self.lm_tokenizer
+        prompts = self.visual_prompts(images)
+        B = prompts.shape[0]
+        if isinstance(prompt, str):
+            prompt = [prompt] * B
+        parts = self._prompt_rows(B, prompts=prompt)
+        opts = dict(max_length=30)
+        opts.update(self.generation_cfg)
+        opts.update(decoding)
+        max_new = opts.pop('max_new_tokens', None)
+        max_len = opts.pop('max_length')
+        opts['max_new_tokens'] = max_new if max_new is not None else max_len
+        if 'min_length' in opts:
+            opts['min_new_tokens'] = opts.pop('min_length')
+        opts.setdefault('pad_token_id', tok.pad_token_id)
+        embeds, att, _ = self._assemble(prompts, [pre for pre, _ in parts],
+                                        [post for _, post in parts],
+                                        left=not self.llm.is_encoder_decoder)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=att, **opts)
+        # decoder-only with inputs_embeds: only new tokens; encoder-decoder: decoder start
+        # token first (dropped as a special token)
+        return tok.batch_decode(out)
