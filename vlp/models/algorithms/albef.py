@@ -36,7 +36,6 @@ Differences from the reference code (also in docs/models.md):
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.dist import get_rank, get_world_size
 
@@ -61,6 +60,12 @@ def _pad_seq(x: torch.Tensor, length: int) -> torch.Tensor:
 
 @MODELS.register_module()
 class ALBEF(VLPModel):
+    # what ITM re-ranking receives as ``text_embeds``: the unimodal text states (ALBEF) or
+    # the token ids, re-encoded with the image (BLIP, BLIP-2)
+    itm_text_ids = False
+    # re-ranking score: the ITM logit (ALBEF), or plus the ITC similarity (BLIP, BLIP-2)
+    rerank_add_itc = False
+
     """ALBEF pretraining / retrieval model.
 
     Args:
@@ -195,15 +200,19 @@ class ALBEF(VLPModel):
                    text_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """ITM logits ``[B, 2]`` of paired image tokens and unimodal text states."""
         if self.itm_head is None:
-            raise RuntimeError('this ALBEF has no itm_head')
+            raise RuntimeError(f'this {type(self).__name__} has no itm_head')
         return self.itm_head(self.fuse(text_embeds, text_mask, image_embeds)[:, 0])
 
     def rerank_scores(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
                       text_mask: Optional[torch.Tensor],
                       itc_scores: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Score of each pair for ITM re-ranking: the matched-class ITM logit (ALBEF's
-        ``itm_head(...)[:, 1]``). ``[B]``."""
-        return self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        ``itm_head(...)[:, 1]``), plus the ITC cosine similarity when ``rerank_add_itc``
+        (BLIP's and BLIP-2's evaluation). ``[B]``."""
+        score = self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        if self.rerank_add_itc and itc_scores is not None:
+            score = score + itc_scores.to(score)
+        return score
 
     # -- MLM token ids ----------------------------------------------------------------------
     def _mlm_ids(self):
@@ -411,14 +420,15 @@ class ALBEF(VLPModel):
         return out
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
-        """One dict per image for retrieval evaluation: ``image_feat [D]``,
-        ``image_embeds [N, C]``, and for its ``K`` captions ``text_feat [K, D]``,
-        ``text_embeds [K, L, C]``, ``text_mask [K, L]`` (the states the ITM re-ranking
-        needs), plus the sample's metadata."""
+        """One dict per image for retrieval evaluation: ``image_feat [D]`` (``[Q, D]``
+        for BLIP-2), ``image_embeds [N, C]``, and for its ``K`` captions ``text_feat
+        [K, D]``, ``text_embeds`` (the states ``[K, L, C]`` the ITM re-ranking needs, or the
+        ids ``[K, L]`` with ``itm_text_ids``), ``text_mask [K, L]``, plus the sample's
+        metadata."""
         images, ids = inputs.get('images'), inputs.get('input_ids')
         mask = inputs.get('attention_mask')
         if images is None or ids is None:
-            raise ValueError('ALBEF.predict needs images and input_ids')
+            raise ValueError(f'{type(self).__name__}.predict needs images and input_ids')
         image_embeds, image_feat = self._image(images)
         if isinstance(ids, torch.Tensor):
             ids_list = list(ids if ids.dim() == 3 else ids.unsqueeze(1))
@@ -443,6 +453,7 @@ class ALBEF(VLPModel):
         for i in range(images.shape[0]):
             res = dict(metas[i])
             res.update(image_feat=image_feat[i], image_embeds=image_embeds[i],
-                       text_feat=t_feat[i], text_embeds=t_embeds[i], text_mask=t_masks[i])
+                       text_feat=t_feat[i], text_mask=t_masks[i],
+                       text_embeds=ids_list[i] if self.itm_text_ids else t_embeds[i])
             results.append(res)
         return results

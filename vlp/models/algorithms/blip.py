@@ -85,6 +85,9 @@ class BLIP(ALBEF):
         loss_weights: ``dict(itc=1, itm=1, lm=1)`` (BLIP sums them unweighted).
     """
 
+    itm_text_ids = True  # the ITM re-encodes the caption ids with the image ([ENC])
+    rerank_add_itc = True  # BLIP's retrieval score: ITM logit + ITC similarity
+
     def __init__(self, vision: dict, text: dict, vision_proj: dict, text_proj: dict,
                  itm_head: Optional[dict] = None, lm_head: Optional[dict] = None,
                  decoder: Optional[dict] = None, share_decoder: bool = True,
@@ -199,26 +202,10 @@ class BLIP(ALBEF):
     def fuse(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
              image_embeds: torch.Tensor) -> torch.Tensor:
         """Image-grounded text encoder: ``[ENC]``-led ``input_ids [B, L]`` (the first token
-        is replaced) attending to ``image_embeds`` -> ``[B, L, C]``."""
+        is replaced) attending to ``image_embeds`` -> ``[B, L, C]``; the ITM (ALBEF's
+        ``itm_logits``) reads its first state."""
         ids = self._with_first(input_ids, self.enc_token_id)
         return self.text(ids, text_mask, image_embeds=image_embeds)['text_embeds']
-
-    def itm_logits(self, image_embeds: torch.Tensor, input_ids: torch.Tensor,
-                   text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """ITM logits ``[B, 2]`` of paired image tokens and text ids ``[B, L]``."""
-        if self.itm_head is None:
-            raise RuntimeError('this BLIP has no itm_head')
-        return self.itm_head(self.fuse(input_ids, text_mask, image_embeds)[:, 0])
-
-    def rerank_scores(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                      text_mask: Optional[torch.Tensor],
-                      itc_scores: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Re-ranking score: the matched-class ITM logit plus the ITC cosine similarity
-        (BLIP's retrieval evaluation adds the two). ``text_embeds`` are token ids here."""
-        score = self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
-        if itc_scores is not None:
-            score = score + itc_scores.to(score)
-        return score
 
     def decoder_logits(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
                        image_embeds: torch.Tensor) -> torch.Tensor:
@@ -311,14 +298,7 @@ class BLIP(ALBEF):
         ``'retrieval'``: the features and ITM inputs :class:`ITMRetrievalMetric` needs,
         with the caption token ids in ``text_embeds``."""
         if self.predict_mode == 'retrieval':
-            results = super().predict(inputs, data_samples)
-            ids = inputs['input_ids']
-            ids_list = list(ids if ids.dim() == 3 else ids.unsqueeze(1)) \
-                if isinstance(ids, torch.Tensor) else [t if t.dim() == 2 else t.unsqueeze(0)
-                                                       for t in ids]
-            for res, t in zip(results, ids_list):
-                res['text_embeds'] = t  # (K, L) ids: the ITM re-encodes them with the image
-            return results
+            return super().predict(inputs, data_samples)
         images = inputs.get('images')
         if images is None:
             raise ValueError('BLIP.predict needs images')

@@ -35,7 +35,6 @@ from vlp.registry import MODELS
 from ..losses.contrastive import all_gather_features
 from .albef import ALBEF
 from .base import VLPModel, build_part
-from .clip import _split_meta
 
 _DTYPES = {None: None, 'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -60,6 +59,9 @@ class BLIP2(ALBEF):
         predict_mode: only ``'retrieval'`` (ITC + ITM re-ranking) in stage 1.
         loss_weights: ``dict(itc=1, itm=1, itg=1)``.
     """
+
+    itm_text_ids = True  # the ITM re-encodes the caption ids with the queries
+    rerank_add_itc = True  # re-ranking score: ITM logit + ITC similarity (as BLIP)
 
     def __init__(self, vision: dict, qformer: dict, vision_proj: dict, text_proj: dict,
                  itm_head: Optional[dict] = None, lm_head: Optional[dict] = None,
@@ -176,14 +178,6 @@ class BLIP2(ALBEF):
         q = self.qformer(image_embeds, input_ids, text_mask, mode='itm')['query_embeds']
         return self.itm_head(q).mean(dim=1)
 
-    def rerank_scores(self, image_embeds, text_embeds, text_mask, itc_scores=None):
-        """ITM re-ranking score: the matched-class ITM logit plus the ITC similarity (as
-        BLIP); ``text_embeds`` are token ids."""
-        score = self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
-        if itc_scores is not None:
-            score = score + itc_scores.to(score)
-        return score
-
     # -- training -----------------------------------------------------------------------------
     def itc_loss(self, image_feat: torch.Tensor, text_feat: torch.Tensor):
         """All-rank in-batch ITC with the max-over-queries similarity. Returns
@@ -223,32 +217,3 @@ class BLIP2(ALBEF):
             losses['loss_itg'] = self.loss_weights['itg'] * self.itg_loss(
                 image_embeds, input_ids, text_mask)
         return losses
-
-    # -- inference ----------------------------------------------------------------------------
-    def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
-        """Per image: ``image_feat [Q, D]``, ``image_embeds``, and for its captions
-        ``text_feat [K, D]``, ``text_embeds`` (= the ids, re-encoded by the ITM) and
-        ``text_mask`` — the inputs of ``ITMRetrievalMetric``."""
-        images, ids = inputs.get('images'), inputs.get('input_ids')
-        if images is None or ids is None:
-            raise ValueError('BLIP2.predict needs images and input_ids')
-        mask = inputs.get('attention_mask')
-        image_embeds, image_feat = self._image(images)
-        ids_list = list(ids if ids.dim() == 3 else ids.unsqueeze(1)) \
-            if isinstance(ids, torch.Tensor) else [t if t.dim() == 2 else t.unsqueeze(0)
-                                                   for t in ids]
-        if mask is None:
-            masks = [torch.ones_like(t) for t in ids_list]
-        else:
-            masks = list(mask if mask.dim() == 3 else mask.unsqueeze(1)) \
-                if isinstance(mask, torch.Tensor) else [m if m.dim() == 2 else m.unsqueeze(0)
-                                                        for m in mask]
-        metas = _split_meta(data_samples, images.shape[0])
-        results = []
-        for i in range(images.shape[0]):
-            _, t_feat = self._text(ids_list[i], masks[i])
-            res = dict(metas[i])
-            res.update(image_feat=image_feat[i], image_embeds=image_embeds[i],
-                       text_feat=t_feat, text_embeds=ids_list[i], text_mask=masks[i])
-            results.append(res)
-        return results
