@@ -23,7 +23,8 @@ from vlp.registry import MODELS
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors of a local ``.safetensors`` file or a weights-only ``torch.save`` file.
+    """Tensors of a local ``.safetensors`` file or a weights-only ``torch.save`` file (an
+    mmengine training checkpoint's message-hub classes are allowed).
 
     A dict holding the weights under ``'state_dict'`` or ``'model'`` (mmengine, timm
     training checkpoints) is unwrapped; a ``module.`` prefix on every key (DDP) is dropped.
@@ -34,7 +35,8 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         from safetensors.torch import load_file
         sd = load_file(path, device='cpu')
     else:
-        sd = torch.load(path, map_location='cpu', weights_only=True)
+        from vlp.engine.checkpoint import safe_load  # weights-only, mmengine classes allowed
+        sd = safe_load(path, map_location='cpu')
     for key in ('state_dict', 'model'):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
