@@ -213,10 +213,21 @@ class ParamDeltaHook(Hook):
 @HOOKS.register_module()
 class ModelStateRecorderHook(Hook):
     """After training, each rank saves its model's full state (buffers, and parameters
-    gathered under ZeRO-3) to ``<work_dir>/model_state_rank<r>.pt``."""
+    gathered under ZeRO-3) to ``<work_dir>/model_state_rank<r>.pt``; with ``before=True``
+    also before training, to ``model_state_before_rank<r>.pt``."""
     priority = 'LOWEST'
 
+    def __init__(self, before: bool = False):
+        self.before = before
+
+    def before_train(self, runner) -> None:
+        if self.before:
+            self._save(runner, 'model_state_before')
+
     def after_train(self, runner) -> None:
+        self._save(runner, 'model_state')
+
+    def _save(self, runner, name: str) -> None:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         module = runner.model
         while isinstance(getattr(module, 'module', None), torch.nn.Module):
@@ -231,7 +242,7 @@ class ModelStateRecorderHook(Hook):
         with ctx:
             state = {k: v.detach().float().clone() if v.is_floating_point() else v.clone()
                      for k, v in module.state_dict().items()}
-        torch.save(state, osp.join(runner.work_dir, f'model_state_rank{rank}.pt'))
+        torch.save(state, osp.join(runner.work_dir, f'{name}_rank{rank}.pt'))
 
 
 def read_losses(work_dir: str, key: str = 'loss') -> Dict[int, float]:
