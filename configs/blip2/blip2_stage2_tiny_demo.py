@@ -18,54 +18,16 @@
 # `model.freeze_llm=True` to see the paper's setting fail to learn. Figures in
 # docs/models.md.
 #
-# The LLM tokenizer: a transformers `PreTrainedTokenizerFast` over the demo words
-# (word level, OPT's special-token layout: `</s>` is BOS and EOS), built in-process when
-# the config is read and saved once under the system temp directory, so that
-# `LMTokenizer(pretrained=...)` (local files only) loads it in every process.
+# The LLM tokenizer: `DemoLMTokenizer`, a transformers `PreTrainedTokenizerFast` over the
+# demo words built in memory (word level, OPT's special-token layout: `</s>` is BOS and EOS).
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/demo_retrieval.py',
 ]
 
-
-def _demo_lm_tokenizer():
-    """Directory of the demo-word OPT-style tokenizer (built and saved on first use) and
-    its vocabulary size."""
-    import hashlib
-    import os
-    import os.path as osp
-    import shutil
-    import tempfile
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from vlp.datasets.tokenizers import _demo_words
-    specials = ['<pad>', '</s>', '<unk>']
-    tokens = specials + list(_demo_words())
-    key = hashlib.sha1(' '.join(tokens).encode()).hexdigest()[:12]
-    path = osp.join(tempfile.gettempdir(), f'vlp_demo_opt_tokenizer_{key}')
-    if not osp.isfile(osp.join(path, 'tokenizer_config.json')):
-        from transformers import PreTrainedTokenizerFast
-        tk = Tokenizer(WordLevel({t: i for i, t in enumerate(tokens)}, unk_token='<unk>'))
-        tk.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r'\s+'), ' '),
-                                              normalizers.Lowercase()])
-        tk.pre_tokenizer = pre_tokenizers.Whitespace()
-        tk.add_special_tokens(specials)
-        tk.post_processor = processors.TemplateProcessing(  # OPT: BOS (= </s>) first
-            single='</s> $A', special_tokens=[('</s>', 1)])
-        hf = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>',
-                                     eos_token='</s>', bos_token='</s>', unk_token='<unk>')
-        tmp = f'{path}.{os.getpid()}.tmp'
-        hf.save_pretrained(tmp)
-        try:
-            os.replace(tmp, path)  # atomic: several processes may build it at once
-        except OSError:  # another process was first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path, len(tokens)
-
-
-lm_tokenizer_dir, lm_vocab_size = _demo_lm_tokenizer()
 stage1_checkpoint = 'work_dirs/blip2_stage1_tiny_demo/epoch_12.pth'
-lm_tokenizer = dict(type='LMTokenizer', pretrained=lm_tokenizer_dir, max_length=32)
+lm_vocab_size = 51  # DemoLMTokenizer: <pad>, </s>, <unk> and the 48 demo words
+lm_tokenizer = dict(type='DemoLMTokenizer', max_length=32)
 width = 96
 
 model = dict(

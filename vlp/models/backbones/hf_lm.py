@@ -234,3 +234,35 @@ class LMTokenizer:
     def __repr__(self) -> str:
         return (f'{type(self).__name__}({type(self.hf).__name__}, vocab_size='
                 f'{self.vocab_size}, max_length={self.max_length})')
+
+
+def demo_lm_tokenizer():
+    """A ``transformers`` tokenizer over the embedded demo words, in OPT's layout: word
+    level, lower-cased, ``<pad>=0``, ``</s>=1`` (BOS and EOS, put first as OPT does),
+    ``<unk>=2``, then the demo words (vocabulary ``3 + len(demo words)`` = 51). Built in
+    memory, nothing written or downloaded: the LLM tokenizer of the BLIP-2 stage-2 demo."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from vlp.datasets.tokenizers import _demo_words
+    specials = ['<pad>', '</s>', '<unk>']
+    tokens = specials + list(_demo_words())
+    tk = Tokenizer(WordLevel({t: i for i, t in enumerate(tokens)}, unk_token='<unk>'))
+    tk.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r'\s+'), ' '),
+                                          normalizers.Lowercase()])
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.add_special_tokens(specials)
+    tk.post_processor = processors.TemplateProcessing(  # OPT: BOS (= </s>) first
+        single='</s> $A', special_tokens=[('</s>', 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>',
+                                   bos_token='</s>', unk_token='<unk>')
+
+
+@TOKENIZERS.register_module()
+class DemoLMTokenizer(LMTokenizer):
+    """:class:`LMTokenizer` over :func:`demo_lm_tokenizer` (the demo configs' LLM
+    tokenizer; vocabulary 51)."""
+
+    def __init__(self, max_length: int = 32):
+        super().__init__(tokenizer=demo_lm_tokenizer(), max_length=max_length)
