@@ -5,3 +5,4 @@ from . import blip  # noqa: F401
 from . import coca  # noqa: F401
 from . import blip2  # noqa: F401
 from . import blip2_lm  # noqa: F401
+from . import vlmo  # noqa: F401

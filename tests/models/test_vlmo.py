@@ -1,0 +1,67 @@
+"""VLMo on the multiway transformer: dual-encoder ITC, fusion ITM with hard negatives and
+MLM, each mode training the experts it should; retrieval predictions with ITM re-ranking."""
+import torch
+
+import vlp.models  # noqa: F401
+from vlp.registry import MODELS
+
+V = 53
+
+
+def tiny_vlmo():
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='VLMo',
+        backbone=dict(type='MultiwayTransformer', img_size=16, patch_size=8, vocab_size=V,
+                      max_text_len=12, embed_dim=32, depth=3, num_heads=2, num_vl_layers=1),
+        vision_proj=dict(type='Projection', in_dim=32, out_dim=16, bias=True),
+        text_proj=dict(type='Projection', in_dim=32, out_dim=16, bias=True),
+        itm_head=dict(type='ITMHead', hidden_size=32),
+        mlm_head=dict(type='MLMHead', hidden_size=32, vocab_size=V),
+        mask_token_id=4, special_token_ids=[0, 2, 3]))
+    model.init_weights()
+    return model
+
+
+def batch(B=4):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, V, (B, 10), generator=g)
+    ids[:, 0] = 2
+    mask = torch.ones(B, 10, dtype=torch.long)
+    mask[0, 7:] = 0
+    return dict(images=torch.randn(B, 3, 16, 16, generator=g), input_ids=ids,
+                attention_mask=mask)
+
+
+def test_losses_train_every_expert_where_expected():
+    model = tiny_vlmo()
+    model.train()
+    out = model.loss(batch())
+    assert {'loss_itc', 'loss_itm', 'loss_mlm', 'itm_acc'} <= set(out)
+    (out['loss_itc'] + out['loss_itm'] + out['loss_mlm']).backward()
+    blk = model.backbone.blocks
+    for name in ('ffn.v.fc1.weight', 'ffn.l.fc1.weight'):
+        assert blk[0].get_parameter(name).grad is not None
+    assert blk[2].ffn['vl'].fc1.weight.grad is not None  # fusion (ITM, MLM)
+    assert model.mlm_head.decoder.weight is model.backbone.word_embeddings.weight
+    # the ITM head reads the fused text [CLS]
+    b = batch()
+    fused = model.fuse(b['input_ids'], b['attention_mask'], b['images'])
+    direct = model.backbone(images=b['images'], input_ids=b['input_ids'],
+                            attention_mask=b['attention_mask'])['text_pooled']
+    assert torch.allclose(fused[:, 0], direct)
+
+
+def test_retrieval_predictions_and_rerank():
+    from vlp.evaluation.metrics.itm_retrieval import ITMRetrievalMetric
+    model = tiny_vlmo().eval()
+    b = batch()
+    res = model.predict(dict(images=b['images'], input_ids=b['input_ids'][:, None],
+                             attention_mask=b['attention_mask'][:, None]),
+                        dict(image_id=[0, 1, 2, 3]))
+    assert res[0]['text_embeds'].dtype == torch.long
+    metric = ITMRetrievalMetric(k=2, batch_size=8)
+    metric.bind_model(model)
+    metric.process(None, res)
+    out = metric.compute_metrics(metric.results)
+    assert 'txt_r1' in out and 'itc_img_r1' in out
