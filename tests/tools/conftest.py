@@ -19,6 +19,17 @@ sys.path.insert(0, str(ROOT / 'tests' / 'engine'))
 
 import vlp_toy  # noqa: E402
 
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` (e.g. ``'train'``, ``'convert/hf_blip_to_vlp'``) as a
+    module: the tools are scripts, not a package."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'vlp_tools_' + name.replace('/', '_'), str(ROOT / 'tools' / f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 ENGINE_TEST_CONFIGS = os.environ.get('VLP_ENGINE_TEST_CONFIGS', 'toy').split(',')
 
 # Options making a config's data deterministic, so that 1 and 2 ranks see the same global

@@ -1,7 +1,6 @@
 """tools/capfilt.py (BLIP's CapFilt, Sec. 3.3) on a tiny random BLIP: the command line once,
 then the in-process functions. Keep/remove decisions, counts and synthetic captions are
 recomputed here independently (own image loading, ``model.generate``, ``itm_logits``)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,21 +14,14 @@ from PIL import Image
 
 from vlp.apis import init_model
 from vlp.datasets.demo import demo_scenes, render_scene
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 SIZE = 32
 SEED, BATCH, NUM_CAPS, MAX_LEN, MIN_LEN = 3, 3, 2, 12, 5
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'vlp_tools_capfilt', osp.join(ROOT, 'tools', 'capfilt.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-capfilt_tool = _tool()
+capfilt_tool = load_tool('capfilt')
 
 CONFIG = """
 tok = dict(type='DemoTokenizer', style='bert', max_length=24,

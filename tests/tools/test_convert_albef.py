@@ -19,7 +19,6 @@ self-attention is causal; the reference is therefore built with ``is_decoder=Tru
 attention, ``is_causal=False`` on the self-attention modules and an explicit padding mask,
 which makes its self-attention bidirectional as in ALBEF (checked below).
 """
-import importlib.util
 import math
 import os.path as osp
 import re
@@ -30,21 +29,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_convert_{name}',
-                                                  osp.join(CONVERT, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _tool('_clip_common')
-albef_tool = _tool('albef_to_vlp')
+common = load_tool('convert/_clip_common')
+albef_tool = load_tool('convert/albef_to_vlp')
 
 ATOL = 1e-5
 IMG, PATCH, WIDTH, VOCAB, MAX_POS = 32, 8, 32, 100, 40
@@ -161,7 +153,6 @@ def albef_state_dict(ref: _Reference, ref_m: _Reference, layout: str = 'pretrain
     if layout == 'retrieval':
         sd['idx_queue'] = torch.randint(0, 50, (1, QUEUE), generator=g)
     return sd
-
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,6 @@ converts it through the command line entry point into a temporary directory, loa
 result with ``vlp.apis.init_model`` and compares L2-normalised image and text embeddings
 (fp32, atol 1e-5) and ``logit_scale``. No downloads.
 """
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -15,22 +14,15 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_convert_{name}',
-                                                  osp.join(CONVERT, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _tool('_clip_common')
-hf_tool = _tool('hf_clip_to_vlp')
-oc_tool = _tool('open_clip_to_vlp')
+common = load_tool('convert/_clip_common')
+hf_tool = load_tool('convert/hf_clip_to_vlp')
+oc_tool = load_tool('convert/open_clip_to_vlp')
 
 ATOL = 1e-5
 CTX = 16  # text context length of the tiny references

@@ -7,28 +7,18 @@ embeddings and the captioning decoder's next-token logits at every position (ato
 The texts are right padded with zeros (open_clip's pad id), so the ``[CLS]`` mask of
 open_clip's released weights (``correct_cls_mask=False``) is exercised.
 """
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_tool  # noqa: E402
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-CONVERT = osp.join(ROOT, 'tools', 'convert')
 ATOL = 1e-5
 V, CTX = 64, 12
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_convert_{name}',
-                                                  osp.join(CONVERT, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-coca_tool = _tool('open_clip_coca_to_vlp')
+coca_tool = load_tool('convert/open_clip_coca_to_vlp')
 
 
 def _oc_config(quick_gelu=False, vision_width=48):

@@ -11,7 +11,6 @@ strictly with ``vlp.apis.init_model``. Compared: the Q-Former's query states for
 then the targets). Within 1e-5 (fp32) when HF's ``post_layernorm`` goes to ``ln_vision``
 with the vision LayerNorm eps 1e-5, and for eps 1e-6 when it goes to the ViT's final norm.
 """
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -21,21 +20,14 @@ import torch
 
 transformers = pytest.importorskip('transformers')
 from transformers import Blip2Config, Blip2ForConditionalGeneration  # noqa: E402
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_convert_{name}',
-                                                  osp.join(CONVERT, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _tool('_clip_common')
-blip2_tool = _tool('hf_blip2_to_vlp')
+common = load_tool('convert/_clip_common')
+blip2_tool = load_tool('convert/hf_blip2_to_vlp')
 
 ATOL = 1e-5
 IMG, PATCH, V_WIDTH, Q_WIDTH, LM_WIDTH, NQ = 32, 8, 48, 32, 40, 4

@@ -14,7 +14,6 @@ models (built in-process, perturbed so that no weight sits at its init; no downl
 vlp's model is built from the written config and loaded strictly with
 ``vlp.apis.init_model``; outputs agree within 1e-5 (fp32).
 """
-import importlib.util
 import math
 import os.path as osp
 import shutil
@@ -28,21 +27,14 @@ import torch.nn.functional as F
 transformers = pytest.importorskip('transformers')
 from transformers import (BlipConfig, BlipForConditionalGeneration,  # noqa: E402
                           BlipForImageTextRetrieval)
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_convert_{name}',
-                                                  osp.join(CONVERT, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _tool('_clip_common')
-blip_tool = _tool('hf_blip_to_vlp')
+common = load_tool('convert/_clip_common')
+blip_tool = load_tool('convert/hf_blip_to_vlp')
 
 ATOL = 1e-5
 IMG, PATCH, V_WIDTH, T_WIDTH, EMBED = 32, 8, 48, 32, 16

@@ -1,5 +1,4 @@
 """tools/train.py and tools/test.py command lines (in this process, no launcher)."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -8,19 +7,12 @@ from mmengine.config import Config
 
 import vlp_toy
 from vlp.engine.launch import prepare_launch
+from conftest import load_tool  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'vlp_tools_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _tool('train')
+train_tool = load_tool('train')
 
 
 @pytest.fixture(scope='module')

@@ -80,7 +80,6 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import _clip_common as common  # noqa: E402
 import hf_blip_to_vlp as hf_blip  # noqa: E402  (BLIP ViT layout, vision config)
-import hf_clip_to_vlp as hf_clip  # noqa: E402  (HF directory readers)
 
 POST_LAYERNORM = ('ln_vision', 'vision_norm')
 _V = common.VISION_PREFIX
@@ -303,18 +302,7 @@ def convert(src: Union[str, Dict[str, torch.Tensor]], out_dir: str, config=None,
             seed: int = 0) -> Dict[str, Union[str, dict, ConversionReport]]:
     """Convert a HF ``save_pretrained`` directory (or a state dict with its ``config``);
     returns the written paths, the model config and the report."""
-    mean = std = None
-    if isinstance(src, str):
-        if config is None:
-            import json
-            with open(osp.join(src, 'config.json')) as f:
-                config = json.load(f)
-        mean, std = hf_clip._image_stats(src)
-        sd, source_path = hf_clip._load_hf_weights(src), osp.abspath(src)
-    else:
-        if config is None:
-            raise ValueError('a state dict needs its config')
-        sd, source_path = src, '<state dict>'
+    sd, config, mean, std, source_path = hf_blip.read_hf_source(src, config)
     state, model_cfg, rep = convert_hf_blip2(sd, config, post_layernorm, prompt, mean, std,
                                              drop, seed)
     state = common.cast_state_dict(state, dtype)

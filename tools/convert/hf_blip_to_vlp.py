@@ -411,6 +411,22 @@ def summarize(keys: Sequence[str]) -> str:
     return ', '.join(v[0] if len(v) == 1 else f'{g}.* ({len(v)})' for g, v in groups.items())
 
 
+def read_hf_source(src: Union[str, Dict[str, torch.Tensor]], config=None):
+    """``(state_dict, config, mean, std, source_path)`` of a HF ``save_pretrained``
+    directory (its ``config.json`` unless ``config`` is given, its image statistics) or of
+    an in-memory state dict with its ``config`` (mean / std ``None``)."""
+    if not isinstance(src, str):
+        if config is None:
+            raise ValueError('a state dict needs its config')
+        return src, config, None, None, '<state dict>'
+    if config is None:
+        import json
+        with open(osp.join(src, 'config.json')) as f:
+            config = json.load(f)
+    mean, std = hf_clip._image_stats(src)
+    return hf_clip._load_hf_weights(src), config, mean, std, osp.abspath(src)
+
+
 def convert(src: Union[str, Dict[str, torch.Tensor]], out_dir: str, config=None,
             tokenizer: Optional[str] = None, enc_token_id: Optional[int] = None,
             max_length: int = BLIP_TEXT_MAX_LENGTH, queue_size: int = BLIP_QUEUE_SIZE,
@@ -420,18 +436,7 @@ def convert(src: Union[str, Dict[str, torch.Tensor]], out_dir: str, config=None,
     """Convert a HF ``save_pretrained`` directory (or a state dict with its ``config``);
     returns the written paths, the model config and the report. Nothing is written when a
     check fails."""
-    mean = std = None
-    if isinstance(src, str):
-        if config is None:
-            import json
-            with open(osp.join(src, 'config.json')) as f:
-                config = json.load(f)
-        mean, std = hf_clip._image_stats(src)
-        sd, source_path = hf_clip._load_hf_weights(src), osp.abspath(src)
-    else:
-        if config is None:
-            raise ValueError('a state dict needs its config')
-        sd, source_path = src, '<state dict>'
+    sd, config, mean, std, source_path = read_hf_source(src, config)
     state, model_cfg, rep = convert_hf_blip(sd, config, tokenizer, enc_token_id, max_length,
                                             queue_size, prompt, mean, std, drop, seed)
     state = common.cast_state_dict(state, dtype)

@@ -117,8 +117,6 @@ class ALBEF(VLPModel):
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                          init_cfg=init_cfg)
-        if itm_negatives not in ('global', 'local'):
-            raise ValueError(f"itm_negatives must be 'global' or 'local', got {itm_negatives!r}")
         self.vision = build_part(vision)
         self.text = build_part(text)
         self.fusion = build_part(fusion)
@@ -136,22 +134,33 @@ class ALBEF(VLPModel):
         (self.vision_m, self.vision_proj_m, self.text_m, self.text_proj_m, self.fusion_m,
          self.mlm_head_m) = make_momentum_twins(self.vision, self.vision_proj, self.text,
                                                 self.text_proj, self.fusion, self.mlm_head)
+        self._init_matching(itm_negatives, queue_size, embed_dim, queue_ids, queue_init,
+                            momentum_distill, alpha)
+        self.mlm_probability = mlm_probability
+        self._mask_token_id = mask_token_id
+        self._special_token_ids = special_token_ids
+        self._vocab_size = vocab_size
+        self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0), **(loss_weights or {})}
+        self.set_grad_checkpointing(grad_checkpointing)
+
+    def _init_matching(self, itm_negatives: str, queue_size: int = 0,
+                       embed_dim: Optional[int] = None, queue_ids: bool = False,
+                       queue_init: str = 'random', momentum_distill: bool = False,
+                       alpha: float = 0.0) -> None:
+        """The ITC / ITM state shared by ALBEF, BLIP, BLIP-2 and VLMo: the feature queue
+        (none when ``queue_size`` is 0), momentum distillation and its ``alpha``, where
+        ITM negatives come from, and ``itm_hard`` (False: negatives drawn uniformly, set
+        by :class:`ITMNegativeWarmupHook`; the papers: True)."""
+        if itm_negatives not in ('global', 'local'):
+            raise ValueError(f"itm_negatives must be 'global' or 'local', got {itm_negatives!r}")
         self.queue = (FeatureQueue(queue_size, dict(image=embed_dim, text=embed_dim),
                                    id_names=('idx',) if queue_ids else (), init=queue_init)
                       if queue_size > 0 else None)
         self.queue_ids = queue_ids
         self.momentum_distill = momentum_distill
-        self.alpha_max = float(alpha)
-        self.alpha = float(alpha)
-        self.mlm_probability = mlm_probability
-        self._mask_token_id = mask_token_id
-        self._special_token_ids = special_token_ids
-        self._vocab_size = vocab_size
+        self.alpha_max = self.alpha = float(alpha)
         self.itm_negatives = itm_negatives
-        # False: ITM negatives drawn uniformly (ITMNegativeWarmupHook sets it; ALBEF: True)
         self.itm_hard = True
-        self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0), **(loss_weights or {})}
-        self.set_grad_checkpointing(grad_checkpointing)
 
     # -- momentum twins (used by MomentumUpdateHook) --------------------------------------
     def momentum_pairs(self) -> List[tuple]:

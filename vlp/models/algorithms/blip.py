@@ -39,7 +39,6 @@ from typing import Dict, List, Optional
 import torch
 
 from vlp.registry import MODELS
-from ..utils.feature_queue import FeatureQueue
 from ..utils.generation import generate as generate_ids
 from ..utils.momentum import make_momentum_twins
 from .albef import ALBEF
@@ -104,8 +103,6 @@ class BLIP(ALBEF):
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
         VLPModel.__init__(self, data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                           init_cfg=init_cfg)
-        if itm_negatives not in ('global', 'local'):
-            raise ValueError(f"itm_negatives must be 'global' or 'local', got {itm_negatives!r}")
         if predict_mode not in ('caption', 'retrieval'):
             raise ValueError(f"predict_mode must be 'caption' or 'retrieval', got "
                              f'{predict_mode!r}')
@@ -137,15 +134,8 @@ class BLIP(ALBEF):
         (self.vision_m, self.vision_proj_m, self.text_m,
          self.text_proj_m) = make_momentum_twins(self.vision, self.vision_proj, self.text,
                                                  self.text_proj)
-        self.queue = (FeatureQueue(queue_size, dict(image=embed_dim, text=embed_dim),
-                                   id_names=('idx',) if queue_ids else (), init=queue_init)
-                      if queue_size > 0 else None)
-        self.queue_ids = queue_ids
-        self.momentum_distill = momentum_distill
-        self.alpha_max = float(alpha)
-        self.alpha = float(alpha)
-        self.itm_negatives = itm_negatives
-        self.itm_hard = True  # see ALBEF / ITMNegativeWarmupHook
+        self._init_matching(itm_negatives, queue_size, embed_dim, queue_ids, queue_init,
+                            momentum_distill, alpha)
         self.mlm_head = None  # ALBEF's MLM objective is not part of BLIP
         self._enc_token_id, self._dec_token_id = enc_token_id, dec_token_id
         self.prompt = prompt

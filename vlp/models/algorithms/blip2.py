@@ -74,8 +74,6 @@ class BLIP2(ALBEF):
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
         VLPModel.__init__(self, data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                           init_cfg=init_cfg)
-        if itm_negatives not in ('global', 'local'):
-            raise ValueError(f"itm_negatives must be 'global' or 'local', got {itm_negatives!r}")
         if vision_dtype not in _DTYPES:
             raise ValueError(f'vision_dtype must be one of {list(_DTYPES)}, got {vision_dtype!r}')
         if predict_mode != 'retrieval':
@@ -105,14 +103,8 @@ class BLIP2(ALBEF):
                 p.requires_grad_(False)
             if self.vision_dtype is not None:
                 self.vision.to(self.vision_dtype)
-        # ALBEF machinery that BLIP-2 does not use
-        self.queue = None
-        self.queue_ids = False
-        self.momentum_distill = False
-        self.alpha_max = self.alpha = 0.0
+        self._init_matching(itm_negatives)  # no queue, no momentum distillation
         self.mlm_head = None
-        self.itm_negatives = itm_negatives
-        self.itm_hard = True
         self._dec_token_id = dec_token_id
         self.predict_mode = predict_mode
         self.loss_weights = {**dict(itc=1.0, itm=1.0, itg=1.0), **(loss_weights or {})}

@@ -54,8 +54,6 @@ class VLMo(ALBEF):
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
         VLPModel.__init__(self, data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                           init_cfg=init_cfg)
-        if itm_negatives not in ('global', 'local'):
-            raise ValueError(f"itm_negatives must be 'global' or 'local', got {itm_negatives!r}")
         self.backbone = build_part(backbone)
         self.vision_proj = build_part(vision_proj)
         self.text_proj = build_part(text_proj)
@@ -65,12 +63,7 @@ class VLMo(ALBEF):
             self.mlm_head.tie_weights(self.backbone.word_embeddings)
         self.itc = build_part(itc if itc is not None else dict(
             type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0))
-        self.queue = None
-        self.queue_ids = False
-        self.momentum_distill = False
-        self.alpha_max = self.alpha = 0.0
-        self.itm_negatives = itm_negatives
-        self.itm_hard = True
+        self._init_matching(itm_negatives)  # no queue, no momentum distillation
         self.mlm_probability = mlm_probability
         self._mask_token_id = mask_token_id
         self._special_token_ids = special_token_ids
