@@ -488,3 +488,50 @@ def cli_test(config: str, checkpoint: str, work_dir: str, *args: str, nproc: int
 def batch_size_of(config: str) -> int:
     from mmengine.config import Config
     return Config.fromfile(config).train_dataloader.batch_size
+
+
+@HOOKS.register_module()
+class StageStateRecorderHook(Hook):
+    """Before each iteration in ``iters`` (after the stage hook ran) and after training,
+    each rank saves ``<work_dir>/stage_state_<iter>_rank<r>.pt``: the bare model's state
+    (float copies), the names of its trainable parameters, the names of frozen parameters
+    the optimizer still holds state or a slot for, and whether the optimizer's parameters
+    are exactly the trainable ones."""
+    priority = 'LOWEST'
+
+    def __init__(self, iters=()):
+        self.iters = set(iters)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter in self.iters:
+            self._save(runner, runner.iter)
+
+    def after_train(self, runner) -> None:
+        self._save(runner, runner.iter)
+
+    def _save(self, runner, it: int) -> None:
+        from vlp.engine.hooks.momentum import find_deepspeed_engine
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        module = runner.model
+        from vlp.engine.hooks.stagewise import _bare
+        module = _bare(module)
+        named = dict(module.named_parameters())
+        trainable = sorted(n for n, p in named.items() if p.requires_grad)
+        by_id = {id(p): n for n, p in named.items()}
+        engine = find_deepspeed_engine(runner.model)
+        if engine is not None:
+            groups = getattr(engine.optimizer, 'bit16_groups', None) or \
+                [g['params'] for g in engine.optimizer.param_groups]
+            in_opt = {by_id.get(id(p)) for g in groups for p in g}
+            stateful_frozen = []
+        else:
+            opt = runner.optim_wrapper.optimizer
+            in_opt = {by_id.get(id(p)) for g in opt.param_groups for p in g['params']}
+            stateful_frozen = sorted(by_id[id(p)] for p in opt.state
+                                     if not p.requires_grad)
+        state = {k: v.detach().float().clone() for k, v in module.state_dict().items()
+                 if v.is_floating_point()}
+        torch.save(dict(model=state, params=sorted(named), trainable=trainable,
+                        stateful_frozen=stateful_frozen,
+                        optimizer_matches=in_opt == set(trainable), stage=module.stage),
+                   osp.join(runner.work_dir, f'stage_state_{it}_rank{rank}.pt'))

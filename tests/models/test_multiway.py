@@ -63,3 +63,78 @@ def test_padding_and_checkpointing():
         model()
     with pytest.raises(ValueError):
         tiny(num_vl_layers=4)
+
+
+def _route_counts(model, **inputs):
+    """Tokens each expert FFN of each block received (forward hooks on the experts)."""
+    seen = {}
+
+    def hook(name):
+        def fn(module, args, out):
+            seen[name] = seen.get(name, 0) + args[0].shape[1]
+        return fn
+
+    handles = [ffn.register_forward_hook(hook(f'{i}.{e}'))
+               for i, blk in enumerate(model.blocks) for e, ffn in blk.ffn.items()]
+    model(**inputs)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def test_expert_routing_by_forward_hooks():
+    model = tiny().eval()  # depth 3, VL expert in block 2; 4 patches + [CLS] = 5 tokens
+    images = torch.randn(2, 3, 16, 16)
+    ids = torch.randint(1, 30, (2, 6))
+    # image-only: every image token through V-FFN, none through L-FFN / VL-FFN
+    assert _route_counts(model, images=images) == {'0.v': 5, '1.v': 5, '2.v': 5}
+    # text-only: every text token through L-FFN
+    assert _route_counts(model, input_ids=ids) == {'0.l': 6, '1.l': 6, '2.l': 6}
+    # fusion: modality experts below, then the whole sequence through VL-FFN
+    assert _route_counts(model, images=images, input_ids=ids) == {
+        '0.l': 6, '0.v': 5, '1.l': 6, '1.v': 5, '2.vl': 11}
+
+
+def test_rel_pos_bias_layout():
+    """VLMo's merged table: [text; image] index with its [CLS] and cross-modal entries."""
+    model = tiny(abs_pos_embed=False, rel_pos_bias=True, text_rel_pos_len=10)
+    w = 2  # 16 / 8
+    n_img = (2 * w - 1) ** 2 + 3
+    n_all = n_img + 2 * 10 + 2
+    assert model.rel_pos_bias_table.shape == (n_all, 3 * 2)
+    ti = model.rel_index_text
+    assert ti[0, 0] == n_all - 1 and ti[0, 3] == n_all - 3 and ti[3, 0] == n_all - 2
+    assert ti[1, 2] - ti[1, 1] == 1 and ti[2, 1] - ti[1, 1] == -1  # offset j - i
+    assert ti[1, 1] == ti[4, 4]  # translation invariant
+    ii = model.rel_index_image
+    assert ii[0, 0] == n_img - 1 and ii[0, 2] == n_img - 3 and ii[2, 0] == n_img - 2
+    bias = model._rel_pos(3, 5)
+    assert bias.shape == (3, 2, 8, 8)
+    with torch.no_grad():
+        model.rel_pos_bias_table[n_img] = 7.0  # text -> image entry
+        model.rel_pos_bias_table[n_img + 1] = -7.0  # image -> text entry
+    bias = model._rel_pos(3, 5)
+    assert torch.all(bias[:, :, :3, 3:] == 7.0) and torch.all(bias[:, :, 3:, :3] == -7.0)
+    # the bias changes the outputs; a zero table is a no-op next to no table
+    images, ids = torch.randn(2, 3, 16, 16), torch.randint(1, 30, (2, 6))
+    out = model(images=images, input_ids=ids)['text_embeds']
+    with torch.no_grad():
+        model.rel_pos_bias_table.zero_()
+    assert not torch.allclose(out, model(images=images, input_ids=ids)['text_embeds'])
+    with pytest.raises(ValueError):
+        tiny(rel_pos_bias=True, text_rel_pos_len=4)  # shorter than max_text_len 8
+
+
+def test_image_mask_replaces_patches_and_layer_scale():
+    model = tiny(layer_scale_init=0.1).eval()
+    assert torch.allclose(model.blocks[0].gamma_1, torch.full((16,), 0.1))
+    a, b = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    everything = torch.ones(2, 4, dtype=torch.bool)
+    # every patch masked: the output no longer depends on the pixels
+    assert torch.allclose(model(images=a, image_mask=everything)['image_embeds'],
+                          model(images=b, image_mask=everything)['image_embeds'], atol=1e-6)
+    part = torch.zeros(2, 4, dtype=torch.bool)
+    part[:, 1] = True
+    assert not torch.allclose(model(images=a, image_mask=part)['image_embeds'],
+                              model(images=b, image_mask=part)['image_embeds'])
+    assert tiny(layer_scale_init=None).blocks[0].gamma_1 is None

@@ -4,9 +4,10 @@ from .collate import vlp_collate
 from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class_names,
                    demo_corpus, demo_scenes)
 from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
+from .unimodal import ImageListDataset, TextCorpusDataset
 from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 
 __all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
            'demo_class_names', 'DEMO_TEMPLATES', 'BaseImageTextDataset', 'ImageTextJsonDataset',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
-           'HFTokenizer']
+           'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset']

@@ -3,3 +3,4 @@ from .rng_state import RNGStateHook  # noqa: F401
 from .zero_shot import ZeroShotClassifierHook  # noqa: F401
 from .momentum import (DistillAlphaHook, FeatureQueueHook, ITMNegativeWarmupHook,  # noqa: F401
                        MomentumUpdateHook)
+from .stagewise import StagewiseFreezeHook  # noqa: F401

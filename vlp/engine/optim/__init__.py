@@ -2,3 +2,4 @@
 from .amp import AmpOptimWrapper  # noqa: F401
 from . import optimizers  # noqa: F401,E402
 from . import adafactor  # noqa: F401,E402
+from . import schedulers  # noqa: F401,E402

@@ -1,50 +1,85 @@
 """VLMo (Bao et al. 2022, "VLMo: Unified Vision-Language Pre-Training with
-Mixture-of-Modality-Experts", Sec. 3.2): one multiway transformer
-(:class:`~vlp.models.backbones.multiway.MultiwayTransformer`) trained as
+Mixture-of-Modality-Experts", Sec. 3): one multiway transformer
+(:class:`~vlp.models.backbones.multiway.MultiwayTransformer`) pre-trained in three stages
+(Sec. 3.3), each a ``stage`` of this model:
 
-- a **dual encoder** for ITC: the image-only and the text-only passes' ``[CLS]`` states,
-  projected and normalised, InfoNCE against the batch of every rank (no momentum encoder,
-  no queue);
-- a **fusion encoder** for ITM: image and text tokens in one sequence (VL-FFN in the top
-  blocks), a head on the fused text ``[CLS]`` state (VLMo's pooler reads the first token of
-  its ``[text; image]`` sequence); one hard negative per image and per text drawn from the
-  ITC similarities of every rank (ALBEF's sampler, VLMo Sec. 3.2);
-- a fusion encoder for **MLM**: 15% of the text tokens masked (80/10/10), predicted from
-  the fused sequence.
+- ``'image'``: BEiT's masked image modelling on images: about 40% of the patches masked
+  block-wise (75 of 196), replaced by a ``[MASK]`` embedding, and their visual tokens
+  (a frozen, pluggable tokenizer; BEiT / VLMo use DALL-E's dVAE) predicted; trains the
+  patch embedding, the self-attention and the vision experts (V-FFN);
+- ``'text'``: MLM on texts alone; the self-attention and the vision experts frozen, trains
+  the text embeddings and the language experts (L-FFN);
+- ``'image_text'``: everything trains with
+  **ITC** (dual-encoder mode: image-only and text-only passes' ``[CLS]`` states, projected,
+  InfoNCE against the batch of every rank), **ITM** (fusion mode, VL-FFN in the top
+  blocks, a head on the fused text ``[CLS]``, one hard negative per image and per text from
+  the ITC similarities of every rank, ALBEF's sampler) and **MLM** (15%, 80/10/10, fusion
+  mode).
 
-Stage-wise pre-training (image-only, text-only, then image-text) is driven by configs and a
-freezing hook (issue 6, not yet here); this module is the image-text stage.
+``set_stage`` applies a stage's freezing (:data:`STAGE_TRAINABLE`); the model applies its
+``stage`` argument when built, so a one-stage config freezes before any DDP / DeepSpeed
+wrapper exists, and :class:`~vlp.engine.hooks.StagewiseFreezeHook` switches stages inside
+one run. Where we decide what the paper leaves open (the shared final norm, layer scale and
+type embeddings stay frozen in the text stage; the relative position bias table trains
+there, only its text entries receiving gradients), docs/models.md says so.
 """
+import re
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..utils.masking import mask_tokens
+from ..backbones.visual_tokenizers import mim_loss
+from ..utils.masking import block_wise_mask, mask_tokens
 from .albef import ALBEF
 from .base import VLPModel, build_part
+
+_BLOCK = r'^backbone\.blocks\.\d+\.'
+#: Trainable parameters of each stage (regular expressions over the model's parameter
+#: names); everything else is frozen. The visual tokenizer is always frozen.
+STAGE_TRAINABLE = {
+    'image': [r'^backbone\.(patch_embed|cls_token|mask_token|pos_embed|norm)(\.|$)',
+              r'^backbone\.rel_pos_bias_table$',
+              _BLOCK + r'(norm1|attn)\.', _BLOCK + r'gamma_[12]$',
+              _BLOCK + r'(norm2|ffn)\.v\.', r'^mim_head\.'],
+    'text': [r'^backbone\.(word_embeddings|text_pos_embed|text_norm)\.',
+             r'^backbone\.rel_pos_bias_table$',
+             _BLOCK + r'(norm2|ffn)\.l\.', r'^mlm_head\.'],
+    'image_text': [r'^(?!mim_head\.)'],
+}
+ALWAYS_FROZEN = r'^visual_tokenizer\.'
 
 
 @MODELS.register_module()
 class VLMo(ALBEF):
-    """VLMo's image-text pre-training on a multiway transformer.
+    """VLMo's stage-wise pre-training on a multiway transformer.
 
     Args:
         backbone: :class:`MultiwayTransformer` config.
         vision_proj / text_proj: ITC projections of the image / text ``[CLS]``.
         itm_head: ITM head on the fused sequence's first state (``None``: no ITM).
         mlm_head: MLM head (its decoder tied to the word embeddings; ``None``: no MLM).
+        mim_head / visual_tokenizer: masked image modelling head and its frozen target
+            (``RandomProjectionTokenizer``, ``PixelTarget`` or any registered tokenizer);
+            needed by the ``'image'`` stage.
+        mim_mask: block-wise masking (:func:`~vlp.models.utils.masking.block_wise_mask`;
+            BEiT: ``num_masking_patches=75`` of 196, ``min_num_patches=16``,
+            ``min_aspect=0.3``).
+        stage: ``'image'``, ``'text'`` or ``'image_text'`` (applied when built).
         itc: contrastive loss config (CLIP's symmetric InfoNCE over all ranks).
         mlm_probability, mask_token_id, special_token_ids, vocab_size: MLM masking
             (as :class:`ALBEF`).
-        loss_weights: ``dict(itc=1, itm=1, mlm=1)``.
+        loss_weights: ``dict(itc=1, itm=1, mlm=1, mim=1)``.
     """
     itm_text_ids = True  # the fusion encoder re-encodes the caption ids with the image
     rerank_add_itc = False
+    stages = tuple(STAGE_TRAINABLE)
 
     def __init__(self, backbone: dict, vision_proj: dict, text_proj: dict,
                  itm_head: Optional[dict] = None, mlm_head: Optional[dict] = None,
+                 mim_head: Optional[dict] = None, visual_tokenizer: Optional[dict] = None,
+                 mim_mask: Optional[dict] = None, stage: str = 'image_text',
                  itc: Optional[dict] = None, mlm_probability: float = 0.15,
                  mask_token_id: Optional[int] = None,
                  special_token_ids: Optional[List[int]] = None,
@@ -61,6 +96,10 @@ class VLMo(ALBEF):
         self.mlm_head = build_part(mlm_head)
         if self.mlm_head is not None:
             self.mlm_head.tie_weights(self.backbone.word_embeddings)
+        self.mim_head = build_part(mim_head)
+        self.visual_tokenizer = build_part(visual_tokenizer)
+        self.mim_mask = dict(num_masking_patches=75, min_num_patches=16, min_aspect=0.3)
+        self.mim_mask.update(mim_mask or {})
         self.itc = build_part(itc if itc is not None else dict(
             type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0))
         self._init_matching(itm_negatives)  # no queue, no momentum distillation
@@ -68,11 +107,29 @@ class VLMo(ALBEF):
         self._mask_token_id = mask_token_id
         self._special_token_ids = special_token_ids
         self._vocab_size = vocab_size
-        self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0), **(loss_weights or {})}
+        self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0, mim=1.0),
+                             **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
+        self.stage = None
+        self.set_stage(stage)
 
     def momentum_pairs(self) -> List[tuple]:
         return []
+
+    # -- stages ------------------------------------------------------------------------------
+    def set_stage(self, stage: str) -> None:
+        """Select the stage's objectives and freeze every parameter it does not train."""
+        if stage not in STAGE_TRAINABLE:
+            raise ValueError(f'unknown VLMo stage {stage!r}; expected one of {self.stages}')
+        if stage == 'image' and (self.mim_head is None or self.visual_tokenizer is None):
+            raise ValueError('the image stage needs mim_head and visual_tokenizer')
+        if stage == 'text' and self.mlm_head is None:
+            raise ValueError('the text stage needs mlm_head')
+        patterns = [re.compile(p) for p in STAGE_TRAINABLE[stage]]
+        frozen = re.compile(ALWAYS_FROZEN)
+        for name, p in self.named_parameters():
+            p.requires_grad_(not frozen.match(name) and any(r.match(name) for r in patterns))
+        self.stage = stage
 
     # -- the three modes of the one backbone -------------------------------------------------
     def _image(self, images: torch.Tensor, momentum: bool = False):
@@ -88,14 +145,48 @@ class VLMo(ALBEF):
 
     def fuse(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
              images: torch.Tensor) -> torch.Tensor:
-        """Fusion encoder over image and text tokens -> the fused states ``[text; image]``
-        ``[B, L + N_img, C]`` (attention is order-free; the text ``[CLS]`` first, which ITM
-        reads, as VLMo)."""
+        """Fusion encoder over ``[text; image]`` -> the fused states ``[B, L + N_img, C]``
+        (the text ``[CLS]`` first, which ITM reads, as VLMo's pooler)."""
         out = self.backbone(images=images, input_ids=input_ids, attention_mask=text_mask)
         return torch.cat([out['text_embeds'], out['image_embeds']], dim=1)
 
-    # -- training ------------------------------------------------------------------------------
+    # -- objectives ----------------------------------------------------------------------------
+    def _mlm(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
+             images: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        mask_id, special, vocab = self._mlm_ids()
+        masked, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
+                                     special_ids=special, attention_mask=text_mask)
+        out = self.backbone(images=images, input_ids=masked, attention_mask=text_mask)
+        sel = labels != -100
+        if not bool(sel.any()):
+            zero = out['text_embeds'].sum() * 0.0
+            return dict(loss_mlm=zero, acc_mlm=zero.detach())
+        logits = self.mlm_head(out['text_embeds'][sel]).float()
+        acc = (logits.argmax(-1) == labels[sel]).float().mean()
+        return dict(loss_mlm=self.loss_weights['mlm'] * F.cross_entropy(logits, labels[sel]),
+                    acc_mlm=acc)
+
+    def _mim(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """BEiT's masked image modelling: predict the masked patches' targets."""
+        bb = self.backbone
+        mask = block_wise_mask(images.shape[0], (bb.grid, bb.grid), **self.mim_mask)
+        mask = mask.to(images.device)
+        targets = self.visual_tokenizer(images)  # (B, N) tokens or (B, N, D) pixels
+        out = bb(images=images, image_mask=mask)
+        logits = self.mim_head(out['image_embeds'][:, 1:][mask])
+        loss, acc = mim_loss(logits, targets[mask], self.visual_tokenizer.num_classes)
+        losses = dict(loss_mim=self.loss_weights['mim'] * loss)
+        if acc is not None:
+            losses['acc_mim'] = acc
+        return losses
+
     def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+        if self.stage == 'image':
+            return self._mim(inputs['images'])
+        if self.stage == 'text':
+            ids = inputs['input_ids']
+            mask = inputs.get('attention_mask')
+            return self._mlm(ids, torch.ones_like(ids) if mask is None else mask, None)
         images, input_ids, text_mask, idx = self._unpack(inputs, data_samples)
         _, image_feat = self._image(images)
         _, text_feat = self._text(input_ids, text_mask)
@@ -106,15 +197,5 @@ class VLMo(ALBEF):
             losses.update(self._itm_loss(images, image_feat, input_ids, text_feat, text_mask,
                                          idx, itc['logit_scale']))
         if self.mlm_head is not None:
-            mask_id, special, vocab = self._mlm_ids()
-            masked, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
-                                         special_ids=special, attention_mask=text_mask)
-            out = self.backbone(images=images, input_ids=masked, attention_mask=text_mask)
-            sel = labels != -100
-            if bool(sel.any()):
-                logits = self.mlm_head(out['text_embeds'][sel]).float()
-                loss_mlm = F.cross_entropy(logits, labels[sel])
-            else:
-                loss_mlm = out['text_embeds'].sum() * 0.0
-            losses['loss_mlm'] = self.loss_weights['mlm'] * loss_mlm
+            losses.update(self._mlm(input_ids, text_mask, images))
         return losses

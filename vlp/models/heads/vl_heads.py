@@ -7,6 +7,9 @@ predict masked / next tokens with it (BLIP's decoder is the same head).
 
 ``ITMHead``: the image-text matching classifier of ALBEF / BLIP / VLMo (a linear layer on
 the fused ``[CLS]`` state, 2 classes: unmatched / matched).
+
+``MIMHead``: the masked-image-modelling head of BEiT / VLMo / BEiT-3 (a linear layer from
+a patch state to the visual-token logits, or to the pixel target of MAE).
 """
 from typing import Optional
 
@@ -65,15 +68,41 @@ class ITMHead(nn.Module):
         hidden_size: width ``C``.
         num_classes: 2 for ITM.
         init_std: std of the normal weight init (``None``: PyTorch's default).
+        pooler: a BERT pooler (``dense`` + tanh) before the classifier, as VLMo and ViLT
+            (ALBEF / BLIP: none).
     """
 
     def __init__(self, hidden_size: int, num_classes: int = 2,
-                 init_std: Optional[float] = 0.02):
+                 init_std: Optional[float] = 0.02, pooler: bool = False):
         super().__init__()
+        self.pooler = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Tanh()) \
+            if pooler else None
         self.fc = nn.Linear(hidden_size, num_classes)
-        if init_std is not None:
-            nn.init.normal_(self.fc.weight, std=init_std)
-            nn.init.zeros_(self.fc.bias)
+        for lin in ([self.pooler[0]] if pooler else []) + [self.fc]:
+            if init_std is not None:
+                nn.init.normal_(lin.weight, std=init_std)
+                nn.init.zeros_(lin.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x if self.pooler is None else self.pooler(x))
+
+
+@MODELS.register_module()
+class MIMHead(nn.Module):
+    """``[..., C] -> [..., out_dim]``: visual-token logits (``out_dim`` = the tokenizer's
+    codebook size) or a regression of the pixel target (BEiT's ``lm_head``).
+
+    Args:
+        hidden_size: width ``C``.
+        out_dim: codebook size or target width.
+        initializer_range: std of the truncated-normal init of the weight (bias zero).
+    """
+
+    def __init__(self, hidden_size: int, out_dim: int, initializer_range: float = 0.02):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, out_dim)
+        nn.init.trunc_normal_(self.fc.weight, std=initializer_range)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)

@@ -4,6 +4,7 @@ as ALBEF / BLIP / VLMo use it): each candidate token is chosen with probability
 random vocabulary token with 0.1 and stays unchanged with 0.1. Labels are the original ids
 at chosen positions and ``-100`` (ignored by cross-entropy) elsewhere.
 """
+import math
 from typing import Iterable, Optional, Tuple
 
 import torch
@@ -59,3 +60,58 @@ def mask_tokens(input_ids: torch.Tensor, mask_token_id: int, vocab_size: int,
                                dtype=input_ids.dtype)
     masked = torch.where(to_random, random_ids, masked)
     return masked, labels
+
+
+def block_wise_mask(batch_size: int, grid: Tuple[int, int], num_masking_patches: int,
+                    min_num_patches: int = 16, max_num_patches: Optional[int] = None,
+                    min_aspect: float = 0.3, max_aspect: Optional[float] = None,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """BEiT's block-wise masking of image patches (Bao et al. 2022, "BEiT: BERT
+    Pre-Training of Image Transformers", Algorithm 1): rectangles of at least
+    ``min_num_patches`` patches with a log-uniform aspect ratio in ``[min_aspect,
+    max_aspect]`` (default ``1 / min_aspect``) are masked until ``num_masking_patches`` of
+    the grid are (BEiT: 75 of 14 x 14, min 16, aspect 0.3); a block never takes the count
+    above the target, and after ten failed placements the mask stays smaller.
+
+    Returns:
+        bool ``[batch_size, H * W]`` (row-major, True = masked).
+    """
+    H, W = grid
+    if not 0 <= num_masking_patches <= H * W:
+        raise ValueError(f'num_masking_patches must be in [0, {H * W}], got '
+                         f'{num_masking_patches}')
+    max_num_patches = num_masking_patches if max_num_patches is None else max_num_patches
+    max_aspect = max_aspect or 1.0 / min_aspect
+    log_ratio = (math.log(min_aspect), math.log(max_aspect))
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * torch.rand((), generator=generator).item()
+
+    def randint(lo: int, hi: int) -> int:  # inclusive, as random.randint
+        return int(torch.randint(lo, hi + 1, (), generator=generator))
+
+    masks = torch.zeros(batch_size, H, W, dtype=torch.bool)
+    for b in range(batch_size):
+        mask = masks[b]
+        count = 0
+        while count < num_masking_patches:
+            budget = min(num_masking_patches - count, max_num_patches)
+            added = 0
+            for _ in range(10):
+                area = uniform(min_num_patches, budget)
+                ratio = math.exp(uniform(*log_ratio))
+                h = int(round(math.sqrt(area * ratio)))
+                w = int(round(math.sqrt(area / ratio)))
+                if w < W and h < H:
+                    top, left = randint(0, H - h), randint(0, W - w)
+                    block = mask[top:top + h, left:left + w]
+                    new = h * w - int(block.sum())
+                    if 0 < new <= budget:
+                        block.fill_(True)
+                        added = new
+                if added:
+                    break
+            if not added:
+                break
+            count += added
+    return masks.flatten(1)
