@@ -64,9 +64,9 @@ def _check_stages(work, rank=0, first=0):
         assert _moved(s[2], s[4], r'ffn\.l\.') and _moved(s[2], s[4], r'word_embeddings')
         assert not _moved(s[2], s[4], r'attn\.|norm1|ffn\.v\.|norm2\.v\.|patch_embed|'
                                       r'gamma_|ffn\.vl\.|^backbone\.norm\.|mim_head|proj\.')
-    # image-text stage: everything but the MIM head
+    # image-text stage: everything but the MIM head and [MASK]
     assert _moved(s[4], s[6], r'ffn\.vl\.') and _moved(s[4], s[6], r'attn\.')
-    assert not _moved(s[4], s[6], r'mim_head|visual_tokenizer')
+    assert not _moved(s[4], s[6], r'mim_head|visual_tokenizer|mask_token')
 
 
 def _check_losses(work, first=0):
@@ -137,3 +137,16 @@ def test_base_config_names_a_missing_data_path(tmp_path, monkeypatch):
         with pytest.raises(FileNotFoundError, match='data/'):
             from vlp.registry import DATASETS
             DATASETS.build(cfg.train_dataloader.dataset)
+
+
+@pytest.mark.timeout(900)
+def test_stage_switches_ddp_two_ranks(tmp_path):
+    """Plain DDP (mmengine's Runner): the wrapper is rebuilt at each switch, its reducer
+    knowing only the trainable parameters."""
+    work = str(tmp_path / 'work')
+    vlp_toy.cli_train(_config(tmp_path, 'ddp'), work, nproc=2)
+    for rank in (0, 1):
+        _check_stages(work, rank)
+    a, b = _state(work, 6, 0)['model'], _state(work, 6, 1)['model']
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -46,7 +46,7 @@ STAGE_TRAINABLE = {
     'text': [r'^backbone\.(word_embeddings|text_pos_embed|text_norm)\.',
              r'^backbone\.rel_pos_bias_table$',
              _BLOCK + r'(norm2|ffn)\.l\.', r'^mlm_head\.'],
-    'image_text': [r'^(?!mim_head\.)'],
+    'image_text': [r'^(?!mim_head\.|backbone\.mask_token$)'],  # all but the MIM parts
 }
 ALWAYS_FROZEN = r'^visual_tokenizer\.'
 
