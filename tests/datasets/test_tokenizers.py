@@ -175,3 +175,22 @@ def test_padding_longest_and_single_string():
     out = tok(['a red circle', 'a big red circle on the left'], padding='longest')
     assert out['input_ids'].shape == (2, 9)
     assert tok('a red circle')['input_ids'].shape == (1, 32)
+
+
+def test_tokenize_word_ids_group_wordpieces(bert_dir):
+    """``Tokenize(return_word_ids=True)``: subword pieces share their word's index,
+    special tokens and padding are -1, truncation and caption lists keep the layout;
+    without the flag the output is unchanged (no ``word_ids``)."""
+    from vlp.datasets.transforms import Tokenize
+    tok = BertTokenizer(vocab_file=str(bert_dir / 'vocab.txt'), max_length=10)
+    t = Tokenize(tok, return_word_ids=True)
+    out = t(dict(text='the unaffable cats sat'))
+    # [CLS] the un ##aff ##able cat ##s sat [SEP] [PAD]
+    assert out['input_ids'].tolist() == [2, 5, 19, 20, 21, 6, 22, 7, 3, 0]
+    assert out['word_ids'].tolist() == [-1, 0, 1, 1, 1, 2, 2, 3, -1, -1]
+    assert out['word_ids'].dtype == torch.int64
+    many = t(dict(text=['the cat sat on the mat , a hat', 'cats']))
+    assert many['word_ids'].shape == many['input_ids'].shape == (2, 10)
+    assert many['word_ids'][0].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6, 7, -1]  # truncated
+    assert many['word_ids'][1].tolist() == [-1, 0, 0, -1] + [-1] * 6
+    assert 'word_ids' not in Tokenize(tok)(dict(text='the cat'))

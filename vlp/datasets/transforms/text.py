@@ -1,8 +1,9 @@
 """Text transforms: caption cleaning (ALBEF/BLIP ``pre_caption``) and tokenisation."""
 import re
-from typing import Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from vlp.registry import TOKENIZERS, TRANSFORMS
 
@@ -25,20 +26,50 @@ class Tokenize:
         max_length: padded length ``L`` (default: the tokenizer's).
         key: the text field.
         random_caption: draw one caption of a list (training).
+        return_word_ids: also write ``word_ids`` (``int64``, the shape of ``input_ids``):
+            the index of the word each token belongs to, from the HF ``tokenizers``
+            ``Encoding.word_ids`` (the pre-tokenizer's words, so the subword pieces of one
+            word share it), ``-1`` on special tokens and padding. Whole-word masking (ViLT)
+            reads it. Needs a :class:`~vlp.datasets.tokenizers.HFTokenizer`-style tokenizer
+            (``.tokenizer``, ``prefix_ids``, ``suffix_ids``).
     """
 
     def __init__(self, tokenizer: Union[dict, object], max_length: Optional[int] = None,
-                 key: str = 'text', random_caption: bool = False):
+                 key: str = 'text', random_caption: bool = False,
+                 return_word_ids: bool = False):
         self.tokenizer = _build_tokenizer(tokenizer)
         self.max_length = max_length or self.tokenizer.max_length
         self.key = key
         self.random_caption = random_caption
+        self.return_word_ids = return_word_ids
+        if return_word_ids:
+            missing = [a for a in ('tokenizer', 'prefix_ids', 'suffix_ids')
+                       if not hasattr(self.tokenizer, a)]
+            if missing:
+                raise TypeError(f'Tokenize(return_word_ids=True) needs an HFTokenizer-style '
+                                f'tokenizer; {type(self.tokenizer).__name__} lacks {missing}')
+
+    def word_ids(self, texts: Sequence[str], length: int) -> torch.Tensor:
+        """``[K, length]`` word index of every token as the tokenizer lays the ids out
+        (``[bos] + content[:budget] + [eos]``, right padding), ``-1`` off words."""
+        tok = self.tokenizer
+        clean = getattr(tok, 'clean_fn', None)
+        texts = [clean(t) for t in texts] if clean is not None else list(texts)
+        encs = tok.tokenizer.encode_batch(texts, add_special_tokens=False)
+        budget = self.max_length - len(tok.prefix_ids) - len(tok.suffix_ids)
+        out = torch.full((len(texts), length), -1, dtype=torch.long)
+        for i, enc in enumerate(encs):
+            words: List[int] = [-1 if w is None else w for w in enc.word_ids[:budget]]
+            row = [-1] * len(tok.prefix_ids) + words + [-1] * len(tok.suffix_ids)
+            out[i, :len(row)] = torch.tensor(row[:length], dtype=torch.long)
+        return out
 
     def __call__(self, results: dict) -> dict:
         text = results[self.key]
         if isinstance(text, str):
             out = self.tokenizer([text], max_length=self.max_length)
             out = {k: v[0] for k, v in out.items()}  # (L,)
+            texts = [text]
         else:
             text = list(text)
             if not text:
@@ -48,16 +79,23 @@ class Tokenize:
                 results[self.key] = text
                 out = {k: v[0] for k, v in
                        self.tokenizer([text], max_length=self.max_length).items()}  # (L,)
+                texts = [text]
             else:
                 out = self.tokenizer(text, max_length=self.max_length)  # (K, L)
+                texts = text
         results['input_ids'] = out['input_ids']
         results['attention_mask'] = out['attention_mask']
+        if self.return_word_ids:
+            ids = out['input_ids']
+            word_ids = self.word_ids(texts, ids.shape[-1])
+            results['word_ids'] = word_ids.view(ids.shape)
         return results
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(tokenizer={self.tokenizer!r}, '
                 f'max_length={self.max_length}, key={self.key!r}, '
-                f'random_caption={self.random_caption})')
+                f'random_caption={self.random_caption}, '
+                f'return_word_ids={self.return_word_ids})')
 
 
 def pre_caption(caption: str, max_words: int = 30, style: str = 'blip') -> str:

@@ -6,4 +6,5 @@ from . import coca  # noqa: F401
 from . import blip2  # noqa: F401
 from . import blip2_lm  # noqa: F401
 from . import vlmo  # noqa: F401
+from . import vilt  # noqa: F401
 from . import beit3  # noqa: F401

@@ -1,6 +1,7 @@
 # parts register themselves in vlp.registry.MODELS on import
 from . import contrastive  # noqa: F401
 from . import captioning  # noqa: F401
+from . import wpa  # noqa: F401
 from .matching import hard_negative_weights, itm_loss, sample_hard_negatives
 
 __all__ = ['hard_negative_weights', 'itm_loss', 'sample_hard_negatives']

@@ -115,3 +115,47 @@ def block_wise_mask(batch_size: int, grid: Tuple[int, int], num_masking_patches:
                 break
             count += added
     return masks.flatten(1)
+
+
+def mask_whole_words(input_ids: torch.Tensor, word_ids: torch.Tensor, mask_token_id: int,
+                     vocab_size: int, mlm_probability: float = 0.15,
+                     special_ids: Iterable[int] = (),
+                     attention_mask: Optional[torch.Tensor] = None,
+                     mask_ratio: float = 0.8, random_ratio: float = 0.1,
+                     generator: Optional[torch.Generator] = None
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Whole-word masking of ``input_ids [B, L]`` (BERT's WWM, ViLT Sec. 3.3): each word
+    (a run of tokens sharing a ``word_ids`` value >= 0 in one row) is chosen with probability
+    ``mlm_probability``, and then every one of its tokens is a target; a target token becomes
+    ``[MASK]`` with ``mask_ratio``, a random id with ``random_ratio``, else stays. Tokens
+    with ``word_ids < 0`` (special tokens, padding), ``special_ids`` or ``attention_mask == 0``
+    are never chosen. Returns ``(masked_ids, labels)`` (``labels`` -100 off target)."""
+    if not 0.0 <= mlm_probability <= 1.0:
+        raise ValueError(f'mlm_probability must be in [0, 1], got {mlm_probability}')
+    if word_ids.shape != input_ids.shape:
+        raise ValueError(f'word_ids {tuple(word_ids.shape)} != input_ids '
+                         f'{tuple(input_ids.shape)}')
+    device = input_ids.device
+    word_ids = word_ids.to(device).long()
+    candidates = word_ids >= 0
+    for sid in special_ids:
+        if sid is not None:
+            candidates &= input_ids != sid
+    if attention_mask is not None:
+        candidates &= attention_mask.bool()
+    num_words = int(word_ids.max().item()) + 1 if word_ids.numel() else 0
+    pick = torch.rand((input_ids.shape[0], max(num_words, 1)), device=device,
+                      generator=generator) < mlm_probability  # (B, W): one draw per word
+    chosen = pick.gather(1, word_ids.clamp(min=0)) & candidates  # (B, L)
+    labels = input_ids.masked_fill(~chosen, -100)
+
+    def draw(p: float) -> torch.Tensor:
+        return torch.rand(input_ids.shape, device=device, generator=generator) < p
+
+    to_mask = chosen & draw(mask_ratio)
+    rest = 1.0 - mask_ratio
+    to_random = chosen & ~to_mask & draw(random_ratio / rest if rest > 0 else 0.0)
+    random_ids = torch.randint(vocab_size, input_ids.shape, device=device, generator=generator,
+                               dtype=input_ids.dtype)
+    masked = torch.where(to_random, random_ids, input_ids.masked_fill(to_mask, mask_token_id))
+    return masked, labels
