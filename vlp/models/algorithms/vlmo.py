@@ -59,7 +59,9 @@ class VLMo(ALBEF):
         backbone: :class:`MultiwayTransformer` config.
         vision_proj / text_proj: ITC projections of the image / text ``[CLS]``.
         itm_head: ITM head on the fused sequence's first state (``None``: no ITM).
-        mlm_head: MLM head (its decoder tied to the word embeddings; ``None``: no MLM).
+        mlm_head: MLM head (``None``: no MLM).
+        tie_mlm_head: tie the MLM decoder to the word embeddings (VLMo's released code
+            keeps them separate; converted checkpoints set ``False``).
         mim_head / visual_tokenizer: masked image modelling head and its frozen target
             (``RandomProjectionTokenizer``, ``PixelTarget`` or any registered tokenizer);
             needed by the ``'image'`` stage.
@@ -78,7 +80,8 @@ class VLMo(ALBEF):
 
     def __init__(self, backbone: dict, vision_proj: dict, text_proj: dict,
                  itm_head: Optional[dict] = None, mlm_head: Optional[dict] = None,
-                 mim_head: Optional[dict] = None, visual_tokenizer: Optional[dict] = None,
+                 tie_mlm_head: bool = True, mim_head: Optional[dict] = None,
+                 visual_tokenizer: Optional[dict] = None,
                  mim_mask: Optional[dict] = None, stage: str = 'image_text',
                  itc: Optional[dict] = None, mlm_probability: float = 0.15,
                  mask_token_id: Optional[int] = None,
@@ -94,7 +97,7 @@ class VLMo(ALBEF):
         self.text_proj = build_part(text_proj)
         self.itm_head = build_part(itm_head)
         self.mlm_head = build_part(mlm_head)
-        if self.mlm_head is not None:
+        if self.mlm_head is not None and tie_mlm_head:
             self.mlm_head.tie_weights(self.backbone.word_embeddings)
         self.mim_head = build_part(mim_head)
         self.visual_tokenizer = build_part(visual_tokenizer)
