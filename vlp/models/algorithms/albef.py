@@ -45,7 +45,7 @@ from ..losses.matching import itm_loss, sample_hard_negatives
 from ..utils.feature_queue import FeatureQueue, concat_all_gather
 from ..utils.masking import mask_tokens
 from ..utils.momentum import copy_params, make_momentum_twins
-from .base import VLPModel, build_part
+from .base import VLPModel, build_part, caption_lists
 from .clip import _split_meta
 
 
@@ -439,14 +439,7 @@ class ALBEF(VLPModel):
         if images is None or ids is None:
             raise ValueError(f'{type(self).__name__}.predict needs images and input_ids')
         image_embeds, image_feat = self._image(images)
-        if isinstance(ids, torch.Tensor):
-            ids_list = list(ids if ids.dim() == 3 else ids.unsqueeze(1))
-            masks = (list(mask if mask.dim() == 3 else mask.unsqueeze(1)) if mask is not None
-                     else [torch.ones_like(t) for t in ids_list])
-        else:
-            ids_list = [t if t.dim() == 2 else t.unsqueeze(0) for t in ids]
-            masks = ([m if m.dim() == 2 else m.unsqueeze(0) for m in mask] if mask is not None
-                     else [torch.ones_like(t) for t in ids_list])
+        ids_list, masks = caption_lists(ids, mask)
         counts = [t.shape[0] for t in ids_list]
         same_len = all(t.shape[1] == ids_list[0].shape[1] for t in ids_list)
         if same_len:

@@ -112,3 +112,22 @@ class VLPModel(BaseModel):
         for module in self.modules():
             if module is not self and hasattr(module, 'set_grad_checkpointing'):
                 module.set_grad_checkpointing(enable)
+
+
+def caption_lists(input_ids, attention_mask=None):
+    """Per-image caption tensors of a retrieval batch: ``input_ids`` ``[B, K, L]`` /
+    ``[B, L]`` or a list of ``[K_i, L]`` / ``[L]`` tensors (images with different numbers
+    of captions) -> ``(ids, masks)``, two lists of ``[K_i, L]`` tensors (masks all ones
+    when ``attention_mask`` is ``None``)."""
+    if isinstance(input_ids, torch.Tensor):
+        ids = list(input_ids if input_ids.dim() == 3 else input_ids.unsqueeze(1))
+        if attention_mask is not None:
+            masks = list(attention_mask if attention_mask.dim() == 3
+                         else attention_mask.unsqueeze(1))
+    else:
+        ids = [t if t.dim() == 2 else t.unsqueeze(0) for t in input_ids]
+        if attention_mask is not None:
+            masks = [m if m.dim() == 2 else m.unsqueeze(0) for m in attention_mask]
+    if attention_mask is None:
+        masks = [torch.ones_like(t) for t in ids]
+    return ids, masks

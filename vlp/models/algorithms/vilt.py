@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..utils.masking import mask_tokens, mask_whole_words
-from .base import VLPModel, build_part
+from .base import VLPModel, build_part, caption_lists
 from .clip import _split_meta
 
 
@@ -198,14 +198,7 @@ class ViLT(VLPModel):
         mask = inputs.get('attention_mask')
         if images is None or ids is None:
             raise ValueError('ViLT.predict needs images and input_ids')
-        if isinstance(ids, torch.Tensor):
-            ids_list = list(ids if ids.dim() == 3 else ids.unsqueeze(1))
-            masks = (list(mask if mask.dim() == 3 else mask.unsqueeze(1)) if mask is not None
-                     else [torch.ones_like(t) for t in ids_list])
-        else:
-            ids_list = [t if t.dim() == 2 else t.unsqueeze(0) for t in ids]
-            masks = ([m if m.dim() == 2 else m.unsqueeze(0) for m in mask] if mask is not None
-                     else [torch.ones_like(t) for t in ids_list])
+        ids_list, masks = caption_lists(ids, mask)
         one = images.new_ones(1)
         results = []
         for i, meta in enumerate(_split_meta(data_samples, images.shape[0])):

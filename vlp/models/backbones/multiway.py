@@ -29,6 +29,7 @@ from timm.layers import DropPath
 
 from vlp.registry import MODELS
 from ..layers.attention import Attention, Mlp
+from ..layers.transformer import init_bert_style
 
 EXPERTS = ('v', 'l', 'vl')
 
@@ -186,18 +187,7 @@ class MultiwayTransformer(nn.Module):
         return bias.permute(2, 0, 1).reshape(self.depth, self.num_heads, *index.shape)
 
     def _init(self, std: float) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.padding_idx is not None:
-                    nn.init.zeros_(m.weight[m.padding_idx])
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_bert_style(self, std)
         nn.init.trunc_normal_(self.cls_token, std=std)
         nn.init.trunc_normal_(self.mask_token, std=std)
         if self.pos_embed is not None:

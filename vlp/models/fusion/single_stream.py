@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..layers.transformer import TransformerBlock, build_attn_mask, maybe_checkpoint
+from ..layers.transformer import (TransformerBlock, build_attn_mask, init_bert_style,
+                                  maybe_checkpoint)
 
 
 @MODELS.register_module()
@@ -90,18 +91,7 @@ class SingleStreamTransformer(nn.Module):
         self._init(initializer_range)
 
     def _init(self, std: float) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.padding_idx is not None:
-                    nn.init.zeros_(m.weight[m.padding_idx])
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_bert_style(self, std)
         nn.init.trunc_normal_(self.cls_token, std=std)
         nn.init.trunc_normal_(self.pos_embed, std=std)
 

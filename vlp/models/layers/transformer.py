@@ -62,6 +62,24 @@ def add_causal(attn_mask: torch.Tensor, query_len: int, key_len: int) -> torch.T
     return attn_mask.masked_fill(~tril, neg)
 
 
+def init_bert_style(module: nn.Module, std: float = 0.02) -> None:
+    """BERT / BEiT initialisation of every submodule: linear weights and embeddings from a
+    truncated normal (``std``), biases zero, the padding embedding zero, LayerNorms at
+    identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                nn.init.zeros_(m.weight[m.padding_idx])
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def maybe_checkpoint(module: nn.Module, *args, enabled: bool = False, **kwargs):
     """Run ``module(*args, **kwargs)``, through non-reentrant activation checkpointing when
     ``enabled`` and the module is training with autograd on."""
