@@ -4,7 +4,7 @@
 #                                       patches), attention + vision experts train;
 #   iterations  240-479   'text'        MLM on the captions alone, attention and vision
 #                                       experts frozen, language experts train;
-#   iterations  480-1439  'image_text'  ITC + ITM (hard negatives) + MLM, everything trains.
+#   iterations  480-1759  'image_text'  ITC + ITM (hard negatives) + MLM, everything trains.
 # Each stage has its own warm-up + cosine schedule and a fresh optimizer state (each stage
 # of the paper is its own pre-training run). Test retrieval ranks by the dual encoder
 # (ITC) and re-ranks the top 16 by ITM. `python tools/train.py configs/vlmo/vlmo_tiny_demo.py`;
@@ -13,7 +13,7 @@
 # the captions of the same demo pairs (the paper: ImageNet-22K, then Wikipedia +
 # BookCorpus); the visual tokens come from a frozen random-projection quantizer (BEST-RQ)
 # instead of DALL-E's dVAE, which cannot be downloaded here; toy sizes and schedule, the
-# initialisation scaled to the toy width, and uniform ITM negatives for the first 320
+# initialisation scaled to the toy width, and uniform ITM negatives for the first 640
 # image-text steps.
 _base_ = [
     '../_base_/default_runtime.py',
@@ -24,7 +24,7 @@ image_size = 64
 patch_size = 16
 width = 96
 embed_dim = 64
-stage_iters = dict(image=240, text=240, image_text=960)
+stage_iters = dict(image=240, text=240, image_text=1280)
 text_begin = stage_iters['image']
 vl_begin = text_begin + stage_iters['text']
 max_iters = vl_begin + stage_iters['image_text']
@@ -68,10 +68,10 @@ custom_hooks = [
         dict(begin=0, stage='image'),
         dict(begin=text_begin, stage='text'),
         dict(begin=vl_begin, stage='image_text')]),
-    # ITM negatives drawn uniformly for the first 320 image-text steps, then by ITC
+    # ITM negatives drawn uniformly for the first 640 image-text steps, then by ITC
     # similarity (VLMo: always by similarity; from scratch the ITM head otherwise stays at
-    # the class prior, as in the ALBEF demo)
-    dict(type='ITMNegativeWarmupHook', iters=vl_begin + 320),
+    # the class prior: measured, 960 steps at the prior with 320 uniform steps first)
+    dict(type='ITMNegativeWarmupHook', iters=vl_begin + 640),
 ]
 
 optim_wrapper = dict(
