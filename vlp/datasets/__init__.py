@@ -5,9 +5,11 @@ from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class
                    demo_corpus, demo_scenes)
 from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
 from .unimodal import ImageListDataset, TextCorpusDataset
+from .webdataset import WebDatasetImageText
 from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 
 __all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
            'demo_class_names', 'DEMO_TEMPLATES', 'BaseImageTextDataset', 'ImageTextJsonDataset',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
-           'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset']
+           'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset',
+           'WebDatasetImageText']
