@@ -6,10 +6,13 @@ from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class
 from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
 from .unimodal import ImageListDataset, TextCorpusDataset
 from .webdataset import WebDatasetImageText
+from .video_text import (DemoVideoText, LoadVideoFrames, VideoTextDataset,
+                         random_segment_frame_indices, uniform_frame_indices)
 from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 
 __all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
            'demo_class_names', 'DEMO_TEMPLATES', 'BaseImageTextDataset', 'ImageTextJsonDataset',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
            'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset',
-           'WebDatasetImageText']
+           'WebDatasetImageText', 'DemoVideoText', 'LoadVideoFrames', 'VideoTextDataset',
+           'random_segment_frame_indices', 'uniform_frame_indices']

@@ -7,6 +7,8 @@ space, trained with one objective, the symmetric image-text contrastive loss (``
 CLIP Sec. 2.3 / Fig. 3). ALIGN is a CLIP config: EfficientNet image tower (no image
 projection), BERT text tower with a linear projection of ``[CLS]``, label smoothing 0.1.
 Zero-shot classification (CLIP Sec. 3.1.2) scores images against class text embeddings.
+Video-text retrieval (CLIP4Clip, Luo et al. 2022, "meanP"): video clips ``[B, T, 3, H, W]``
+are encoded frame by frame and their normalised frame features averaged.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -53,7 +55,15 @@ class CLIP(VLPModel):
 
     # -- features -------------------------------------------------------------------------
     def image_features(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Normalised float images ``[B, 3, H, W]`` -> ``image_feat [B, D]``."""
+        """Normalised float images ``[B, 3, H, W]`` -> ``image_feat [B, D]``. Videos
+        ``[B, T, 3, H, W]``: every frame encoded by the image tower, the normalised frame
+        features averaged over time (CLIP4Clip's parameter-free "meanP", Luo et al. 2022,
+        Sec. 3.3) and normalised again."""
+        if images.dim() == 5:
+            B, T = images.shape[:2]
+            frames = self.image_features(images.flatten(0, 1), normalize=True)  # (B*T, D)
+            feat = frames.view(B, T, -1).mean(1)
+            return F.normalize(feat, dim=-1) if normalize else feat
         feat = self.vision_proj(self.vision(images)['image_pooled'])  # (B, D)
         return F.normalize(feat, dim=-1) if normalize else feat
 
