@@ -11,6 +11,8 @@ default_hooks = dict(
     # python/numpy/torch/cuda RNG states in every checkpoint, restored on --resume.
     # A default hook (not a custom one) so configs that set custom_hooks keep it.
     rng_state=dict(type='RNGStateHook'),
+    # samples skipped by the data pipeline, logged per epoch / validation / test
+    data_skips=dict(type='DataSkipReportHook'),
 )
 
 env_cfg = dict(

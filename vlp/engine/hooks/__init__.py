@@ -4,3 +4,4 @@ from .zero_shot import ZeroShotClassifierHook  # noqa: F401
 from .momentum import (DistillAlphaHook, FeatureQueueHook, ITMNegativeWarmupHook,  # noqa: F401
                        MomentumUpdateHook)
 from .stagewise import StagewiseFreezeHook  # noqa: F401
+from .data_skips import DataSkipReportHook  # noqa: F401
