@@ -195,3 +195,21 @@ def test_missing_special_tokens_is_a_clear_error():
     with pytest.raises(ValueError, match='cross-attention'):
         tiny_blip(text=dict(type='BertEncoder', vocab_size=V, hidden_size=32, num_layers=1,
                             num_heads=2, intermediate_size=64))
+
+
+def test_video_clips_concatenate_frame_tokens():
+    """Multi-frame input (issue 7): frame tokens concatenated for fusion / decoding, frame
+    features mean-pooled for ITC; every loss runs on clips."""
+    model = tiny_blip()
+    model.train()
+    b = batch()
+    video = torch.stack([b['images'], b['images'].flip(-1)], dim=1)  # (B, 2, 3, H, W)
+    embeds, feat = model._image(video)
+    single, _ = model._image(b['images'])
+    assert embeds.shape == (video.shape[0], 2 * single.shape[1], single.shape[2])
+    assert torch.allclose(embeds[:, :single.shape[1]], single, atol=1e-5)
+    frames = torch.stack([model._image(video[:, t])[1] for t in range(2)], 1)
+    assert torch.allclose(feat, torch.nn.functional.normalize(frames.mean(1), dim=-1),
+                          atol=1e-5)
+    out = model.loss(dict(b, images=video))
+    assert all(torch.isfinite(v) for k, v in out.items() if k.startswith('loss'))

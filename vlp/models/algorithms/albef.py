@@ -178,8 +178,19 @@ class ALBEF(VLPModel):
 
     # -- encoders -------------------------------------------------------------------------
     def _image(self, images: torch.Tensor, momentum: bool = False):
+        """``(image_embeds [B, N, C], image_feat [B, D])``. Videos ``[B, T, 3, H, W]``: each
+        frame through the image encoder, the frames' tokens concatenated ``[B, T * N, C]``
+        for the fusion encoder / decoder, and the normalised frame features averaged and
+        normalised again for ITC (CLIP4Clip's mean pooling)."""
         vision = self.vision_m if momentum else self.vision
         proj = self.vision_proj_m if momentum else self.vision_proj
+        if images.dim() == 5:
+            B, T = images.shape[:2]
+            out = vision(images.flatten(0, 1))
+            tokens = out['image_embeds']  # (B*T, N, C)
+            frames = F.normalize(proj(out['image_pooled']), dim=-1).view(B, T, -1)
+            return (tokens.reshape(B, T * tokens.shape[1], tokens.shape[2]),
+                    F.normalize(frames.mean(1), dim=-1))
         out = vision(images)
         return out['image_embeds'], F.normalize(proj(out['image_pooled']), dim=-1)
 
