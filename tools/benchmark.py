@@ -1,0 +1,266 @@
+"""Train-step benchmark of a vlp config, optionally against an anchor implementation.
+
+    python tools/benchmark.py CONFIG [--batch-size N] [--steps K] [--warmup W]
+        [--compare open_clip|none] [--amp bf16] [--compile] [--grad-ckpt]
+        [--device cpu|cuda] [--json OUT.json] [--cfg-options KEY=VALUE ...]
+
+Builds the config's model (random weights: pretrained weights are not loaded), a synthetic
+batch of the config's shapes (images of ``image_size``, texts of the tokenizer's
+``max_length`` drawn from its vocabulary), and AdamW (``foreach``; ``fused`` on CUDA). Times
+``--warmup`` then ``--steps`` full training steps (forward, loss, backward, optimizer step),
+each synchronised, and reports the median step time, samples/s, peak memory (CUDA max
+allocated, or the process's peak RSS on a CPU), model FLOPs per sample (one step counted
+with ``torch.utils.flop_counter``: forward and backward) and the achieved fraction of this
+machine's dense matmul peak (MFU; the peak measured here with a large matmul in the run's
+precision).
+
+``--compare open_clip`` (CLIP configs with a timm ViT and vlp's TextTransformer): builds
+open_clip's ``CLIP`` with the same sizes, checks that the parameter counts agree, and times
+both in the same process on the same batch, alternating step by step, then prints the
+ratio of samples/s and of peak memory (CUDA only; CPU RSS is per process).
+
+Output: a table on stdout and, with ``--json``, the numbers as JSON.
+"""
+import argparse
+import json
+import os.path as osp
+import statistics
+import sys
+import time
+from typing import Callable, Dict, Optional
+
+import torch
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def peak_memory(device: str) -> Optional[float]:
+    """MiB: CUDA max allocated, or the process's peak RSS on a CPU (Linux KiB units)."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Measured dense matmul FLOP/s of ``n x n @ n x n`` in ``dtype`` (best of ``reps``)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best = float('inf')
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def strip_weights(cfg):
+    """The model config with pretrained-weight loading switched off."""
+    if isinstance(cfg, dict):
+        out = {}
+        for k, v in cfg.items():
+            if k == 'pretrained':
+                out[k] = False if isinstance(v, bool) else None
+            elif k == 'checkpoint':
+                out[k] = None
+            elif k == 'tokenizer':
+                out[k] = v
+            else:
+                out[k] = strip_weights(v)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(strip_weights(v) for v in cfg)
+    return cfg
+
+
+def synthetic_batch(cfg, model, batch_size: int, device: str) -> dict:
+    """A preprocessed batch of the config's shapes."""
+    size = int(cfg.get('image_size', 224))
+    tok = getattr(model, 'tokenizer', None)
+    length = getattr(tok, 'max_length', None) or 32
+    vocab = getattr(tok, 'vocab_size', None) or 1000
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (batch_size, length), generator=g)
+    ids[:, 0] = getattr(tok, 'cls_token_id', None) or getattr(tok, 'bos_token_id', None) or 1
+    eot = getattr(tok, 'eos_token_id', None) or getattr(tok, 'sep_token_id', None)
+    if eot is not None:
+        ids[:, -1] = eot
+    batch = dict(image=torch.randint(0, 256, (batch_size, 3, size, size), generator=g,
+                                     dtype=torch.uint8),
+                 input_ids=ids, attention_mask=torch.ones_like(ids),
+                 image_id=torch.arange(batch_size))
+    data = model.data_preprocessor(batch, True)
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in data['inputs'].items()}, \
+        data['data_samples']
+
+
+def make_step(model, loss_fn: Callable, device: str, amp: Optional[str]):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1,
+                            **(dict(fused=True) if device.startswith('cuda') else
+                               dict(foreach=True)))
+    dtype = torch.bfloat16 if amp == 'bf16' else None
+
+    from vlp.models.utils.feature_queue import FeatureQueue
+    queues = [m for m in model.modules() if isinstance(m, FeatureQueue)]
+
+    def step():
+        with torch.autocast(device_type=device.split(':')[0], dtype=dtype,
+                            enabled=dtype is not None):
+            loss = loss_fn()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        for q in queues:  # FeatureQueueHook's work (ALBEF / BLIP momentum queues)
+            q.commit()
+    return step
+
+
+def count_flops(step: Callable) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def time_steps(steps: Dict[str, Callable], n: int, warmup: int, device: str) -> dict:
+    """Alternate the steps of every entry; per-entry step times in seconds."""
+    for _ in range(warmup):
+        for f in steps.values():
+            f()
+    _sync(device)
+    times = {k: [] for k in steps}
+    for _ in range(n):
+        for k, f in steps.items():
+            _sync(device)
+            t = time.perf_counter()
+            f()
+            _sync(device)
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def open_clip_twin(model, cfg, device: str):
+    """open_clip ``CLIP`` with the sizes of a vlp CLIP (timm ViT + TextTransformer)."""
+    import open_clip
+    from open_clip.loss import ClipLoss
+    vit = model.vision.model
+    text = model.text
+    v_width = vit.embed_dim
+    v_heads = vit.blocks[0].attn.num_heads
+    quick = 'quick' in type(vit.blocks[0].mlp.act).__name__.lower()
+    vision_cfg = open_clip.CLIPVisionCfg(
+        layers=len(vit.blocks), width=v_width, head_width=v_width // v_heads,
+        mlp_ratio=vit.blocks[0].mlp.fc1.out_features / v_width,
+        patch_size=vit.patch_embed.patch_size[0], image_size=vit.patch_embed.img_size[0])
+    t_block = text.blocks[0]
+    text_cfg = open_clip.CLIPTextCfg(
+        context_length=text.context_length, vocab_size=text.token_embedding.num_embeddings,
+        width=text.width, heads=t_block.attn.num_heads, layers=len(text.blocks),
+        mlp_ratio=t_block.mlp.fc1.out_features / text.width)
+    embed_dim = model.vision_proj.out_dim
+    twin = open_clip.CLIP(embed_dim, vision_cfg, text_cfg, quick_gelu=quick).to(device)
+    return twin, ClipLoss()
+
+
+def n_params(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--batch-size', type=int, default=None)
+    parser.add_argument('--steps', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--compare', default='none', choices=['none', 'open_clip'])
+    parser.add_argument('--amp', default=None, choices=[None, 'bf16'])
+    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--grad-ckpt', action='store_true')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--json', default=None)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config overrides, e.g. model.stage=image_text')
+    args = parser.parse_args(argv)
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    import vlp.models  # noqa: F401
+    from vlp.registry import MODELS
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    init_default_scope('vlp')
+    torch.manual_seed(0)
+    model = MODELS.build(strip_weights(cfg.model.to_dict())).to(args.device).train()
+    if args.grad_ckpt:
+        model.set_grad_checkpointing(True)
+    B = args.batch_size or cfg.train_dataloader.batch_size
+    inputs, samples = synthetic_batch(cfg, model, B, args.device)
+    fwd = torch.compile(model) if args.compile else model
+
+    def vlp_loss():
+        losses = fwd(inputs, samples, mode='loss')
+        return sum(v for k, v in losses.items() if 'loss' in k)
+
+    steps = {'vlp': make_step(model, vlp_loss, args.device, args.amp)}
+    counts = {'vlp': n_params(model)}
+    if args.compare == 'open_clip':
+        if type(model).__name__ != 'CLIP':
+            raise SystemExit('--compare open_clip needs a CLIP config')
+        twin, clip_loss = open_clip_twin(model, cfg, args.device)
+        twin_fwd = torch.compile(twin) if args.compile else twin
+
+        def oc_loss():
+            img, txt, scale = twin_fwd(inputs['images'], inputs['input_ids'])
+            return clip_loss(img, txt, scale)
+
+        steps['open_clip'] = make_step(twin, oc_loss, args.device, args.amp)
+        counts['open_clip'] = n_params(twin)
+    flops = count_flops(steps['vlp'])
+    dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float32
+    peak = matmul_peak(args.device, dtype)
+    if args.device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    times = time_steps(steps, args.steps, args.warmup, args.device)
+    rows = {}
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        rows[k] = dict(params=counts[k], step_s=round(med, 4), samples_per_s=round(B / med, 2))
+    rows['vlp'].update(flops_per_sample=flops // B,
+                       mfu=round(flops / statistics.median(times['vlp']) / peak, 4))
+    result = dict(config=args.config, device=args.device, batch_size=B, amp=args.amp,
+                  compile=args.compile, grad_ckpt=args.grad_ckpt,
+                  matmul_peak_tflops=round(peak / 1e12, 3),
+                  peak_memory_mib=round(peak_memory(args.device), 1), rows=rows)
+    if 'open_clip' in rows:
+        result['params_agree'] = rows['vlp']['params'] == rows['open_clip']['params']
+        result['speed_ratio'] = round(rows['vlp']['samples_per_s'] /
+                                      rows['open_clip']['samples_per_s'], 3)
+    print(f'{args.config}  device={args.device}  batch={B}  amp={args.amp}  '
+          f'compile={args.compile}  grad_ckpt={args.grad_ckpt}')
+    print(f'{"impl":10s} {"params":>12s} {"step (s)":>10s} {"samples/s":>10s}')
+    for k, r in rows.items():
+        print(f'{k:10s} {r["params"]:12,d} {r["step_s"]:10.4f} {r["samples_per_s"]:10.2f}')
+    print(f'FLOPs/sample {rows["vlp"]["flops_per_sample"]:,}  MFU {rows["vlp"]["mfu"]:.1%} '
+          f'of a measured {result["matmul_peak_tflops"]} TFLOP/s  '
+          f'peak memory {result["peak_memory_mib"]} MiB')
+    if 'speed_ratio' in result:
+        print(f'vlp / open_clip samples/s: {result["speed_ratio"]}  '
+              f'(parameter counts {"agree" if result["params_agree"] else "DIFFER"})')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == '__main__':
+    main()
