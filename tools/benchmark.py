@@ -9,7 +9,9 @@ batch of the config's shapes (images of ``image_size``, texts of the tokenizer's
 ``max_length`` drawn from its vocabulary), and AdamW (``foreach``; ``fused`` on CUDA). Times
 ``--warmup`` then ``--steps`` full training steps (forward, loss, backward, optimizer step),
 each synchronised, and reports the median step time, samples/s, peak memory (CUDA max
-allocated, or the process's peak RSS on a CPU), model FLOPs per sample (one step counted
+allocated, or the process's peak RSS on a CPU; and how much of it the step itself adds
+above the memory in use between steps: activations, gradients, temporaries), model FLOPs
+per sample (one step counted
 with ``torch.utils.flop_counter``: forward and backward) and the achieved fraction of this
 machine's dense matmul peak (MFU; the peak measured here with a large matmul in the run's
 precision).
@@ -46,6 +48,15 @@ def peak_memory(device: str) -> Optional[float]:
         return torch.cuda.max_memory_allocated() / 2 ** 20
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_memory(device: str) -> float:
+    """MiB in use now: CUDA allocated, or the process's resident set on a CPU."""
+    if device.startswith('cuda'):
+        return torch.cuda.memory_allocated() / 2 ** 20
+    import os
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -85,9 +96,16 @@ def strip_weights(cfg):
 def synthetic_batch(cfg, model, batch_size: int, device: str) -> dict:
     """A preprocessed batch of the config's shapes."""
     size = int(cfg.get('image_size', 224))
-    tok = getattr(model, 'tokenizer', None)
-    length = getattr(tok, 'max_length', None) or 32
-    vocab = getattr(tok, 'vocab_size', None) or 1000
+    try:
+        tok = getattr(model, 'tokenizer', None)  # built on first access
+    except Exception as exn:  # the tokenizer files of a paper config are not here
+        print(f'note: no tokenizer ({type(exn).__name__}: {exn}); synthetic texts use the '
+              "text tower's length and vocabulary")
+        tok = None
+    text = getattr(model, 'text', None)
+    length = getattr(tok, 'max_length', None) or getattr(text, 'context_length', None) or 32
+    emb = getattr(text, 'token_embedding', None) or getattr(text, 'word_embeddings', None)
+    vocab = getattr(tok, 'vocab_size', None) or getattr(emb, 'num_embeddings', None) or 1000
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, vocab, (batch_size, length), generator=g)
     ids[:, 0] = getattr(tok, 'cls_token_id', None) or getattr(tok, 'bos_token_id', None) or 1
@@ -132,12 +150,16 @@ def count_flops(step: Callable) -> int:
     return int(counter.get_total_flops())
 
 
-def time_steps(steps: Dict[str, Callable], n: int, warmup: int, device: str) -> dict:
-    """Alternate the steps of every entry; per-entry step times in seconds."""
+def time_steps(steps: Dict[str, Callable], n: int, warmup: int, device: str) -> tuple:
+    """Alternate the steps of every entry: ``(per-entry step times in seconds, MiB in use
+    after the warm-up: weights, gradients freed, optimizer state)``."""
     for _ in range(warmup):
         for f in steps.values():
             f()
     _sync(device)
+    baseline = current_memory(device)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
     times = {k: [] for k in steps}
     for _ in range(n):
         for k, f in steps.items():
@@ -146,7 +168,7 @@ def time_steps(steps: Dict[str, Callable], n: int, warmup: int, device: str) -> 
             f()
             _sync(device)
             times[k].append(time.perf_counter() - t)
-    return times
+    return times, baseline
 
 
 def open_clip_twin(model, cfg, device: str):
@@ -228,9 +250,7 @@ def main(argv=None) -> dict:
     flops = count_flops(steps['vlp'])
     dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float32
     peak = matmul_peak(args.device, dtype)
-    if args.device.startswith('cuda'):
-        torch.cuda.reset_peak_memory_stats()
-    times = time_steps(steps, args.steps, args.warmup, args.device)
+    times, baseline = time_steps(steps, args.steps, args.warmup, args.device)
     rows = {}
     for k, ts in times.items():
         med = statistics.median(ts)
@@ -240,7 +260,8 @@ def main(argv=None) -> dict:
     result = dict(config=args.config, device=args.device, batch_size=B, amp=args.amp,
                   compile=args.compile, grad_ckpt=args.grad_ckpt,
                   matmul_peak_tflops=round(peak / 1e12, 3),
-                  peak_memory_mib=round(peak_memory(args.device), 1), rows=rows)
+                  peak_memory_mib=round(peak_memory(args.device), 1),
+                  step_memory_mib=round(peak_memory(args.device) - baseline, 1), rows=rows)
     if 'open_clip' in rows:
         result['params_agree'] = rows['vlp']['params'] == rows['open_clip']['params']
         result['speed_ratio'] = round(rows['vlp']['samples_per_s'] /
@@ -252,7 +273,9 @@ def main(argv=None) -> dict:
         print(f'{k:10s} {r["params"]:12,d} {r["step_s"]:10.4f} {r["samples_per_s"]:10.2f}')
     print(f'FLOPs/sample {rows["vlp"]["flops_per_sample"]:,}  MFU {rows["vlp"]["mfu"]:.1%} '
           f'of a measured {result["matmul_peak_tflops"]} TFLOP/s  '
-          f'peak memory {result["peak_memory_mib"]} MiB')
+          f'peak memory {result["peak_memory_mib"]} MiB, of which '
+          f'{result["step_memory_mib"]} MiB above the state between steps (activations, '
+          'gradients, temporaries)')
     if 'speed_ratio' in result:
         print(f'vlp / open_clip samples/s: {result["speed_ratio"]}  '
               f'(parameter counts {"agree" if result["params_agree"] else "DIFFER"})')
