@@ -7,6 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from vlp.models.algorithms.base import without_weights
 from vlp.registry import DATASETS, FUNCTIONS, MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,26 +17,6 @@ DEMOS = [p for p in CONFIGS if p.name.endswith('_tiny_demo.py')]
 
 def _rel(p):
     return str(p.relative_to(ROOT))
-
-
-def _without_weights(cfg):
-    """The model config with pretrained-weight loading switched off (paper configs name
-    hub weights or local files that a test machine does not have)."""
-    if isinstance(cfg, dict):
-        out = {}
-        for k, v in cfg.items():
-            if k == 'pretrained':
-                out[k] = False if isinstance(v, bool) else None
-            elif k == 'checkpoint':
-                out[k] = None
-            elif k == 'tokenizer':  # a tokenizer's files are configuration, not weights
-                out[k] = v
-            else:
-                out[k] = _without_weights(v)
-        return out
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_without_weights(v) for v in cfg)
-    return cfg
 
 
 def test_configs_found():
@@ -53,10 +34,10 @@ def test_config_builds_model(path):
         # test checks the wiring without allocating ViT-B/EfficientNet-B7 weights, and
         # without the pretrained weights they name
         with torch.device('meta'):
-            model = MODELS.build(_without_weights(model_cfg.to_dict()))
+            model = MODELS.build(without_weights(model_cfg.to_dict()))
     else:
         # demos may name the checkpoint of an earlier demo stage (BLIP-2 stage 2)
-        model = MODELS.build(_without_weights(model_cfg.to_dict()))
+        model = MODELS.build(without_weights(model_cfg.to_dict()))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -65,7 +46,7 @@ def test_demo_config_trains_one_step(path):
     torch.manual_seed(0)
     cfg = Config.fromfile(str(path))
     init_default_scope('vlp')
-    model = MODELS.build(_without_weights(cfg.model.to_dict()))
+    model = MODELS.build(without_weights(cfg.model.to_dict()))
     model.train()
     dl_cfg = cfg.train_dataloader
     dataset = DATASETS.build(dl_cfg.dataset)

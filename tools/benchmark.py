@@ -74,25 +74,6 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, reps: int = 5) -
     return 2 * n ** 3 / best
 
 
-def strip_weights(cfg):
-    """The model config with pretrained-weight loading switched off."""
-    if isinstance(cfg, dict):
-        out = {}
-        for k, v in cfg.items():
-            if k == 'pretrained':
-                out[k] = False if isinstance(v, bool) else None
-            elif k == 'checkpoint':
-                out[k] = None
-            elif k == 'tokenizer':
-                out[k] = v
-            else:
-                out[k] = strip_weights(v)
-        return out
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(strip_weights(v) for v in cfg)
-    return cfg
-
-
 def synthetic_batch(cfg, model, batch_size: int, device: str) -> dict:
     """A preprocessed batch of the config's shapes."""
     size = int(cfg.get('image_size', 224))
@@ -222,7 +203,8 @@ def main(argv=None) -> dict:
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope('vlp')
     torch.manual_seed(0)
-    model = MODELS.build(strip_weights(cfg.model.to_dict())).to(args.device).train()
+    from vlp.models.algorithms.base import without_weights
+    model = MODELS.build(without_weights(cfg.model.to_dict())).to(args.device).train()
     if args.grad_ckpt:
         model.set_grad_checkpointing(True)
     B = args.batch_size or cfg.train_dataloader.batch_size

@@ -131,3 +131,25 @@ def caption_lists(input_ids, attention_mask=None):
     if attention_mask is None:
         masks = [torch.ones_like(t) for t in ids]
     return ids, masks
+
+
+def without_weights(cfg):
+    """A model config with pretrained-weight loading switched off (``pretrained`` -> False /
+    None, ``checkpoint`` -> None; tokenizers kept: their files are configuration, not
+    weights): paper configs name hub weights or local files a test or benchmark machine
+    does not have."""
+    if isinstance(cfg, dict):
+        out = {}
+        for k, v in cfg.items():
+            if k == 'pretrained':
+                out[k] = False if isinstance(v, bool) else None
+            elif k == 'checkpoint':
+                out[k] = None
+            elif k == 'tokenizer':
+                out[k] = v
+            else:
+                out[k] = without_weights(v)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(without_weights(v) for v in cfg)
+    return cfg
