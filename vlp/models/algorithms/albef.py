@@ -234,23 +234,6 @@ class ALBEF(VLPModel):
             score = score + itc_scores.to(score)
         return score
 
-    # -- MLM token ids ----------------------------------------------------------------------
-    def _mlm_ids(self):
-        tok = self.tokenizer
-        mask_id = self._mask_token_id
-        if mask_id is None:
-            mask_id = getattr(tok, 'mask_token_id', None) if tok is not None else None
-            if mask_id is None:
-                raise ValueError('ALBEF MLM needs mask_token_id (or a tokenizer with [MASK])')
-        special = self._special_token_ids
-        if special is None:
-            special = [getattr(tok, 'pad_token_id', 0) if tok is not None else 0]
-            cls = getattr(tok, 'cls_token_id', None) if tok is not None else None
-            special += [cls] if cls is not None else []
-        vocab = self._vocab_size or self.mlm_head.decoder.out_features
-        self._mask_token_id, self._special_token_ids, self._vocab_size = mask_id, special, vocab
-        return mask_id, special, vocab
-
     # -- training ---------------------------------------------------------------------------
     def _positive_mask(self, idx: Optional[torch.Tensor], cols_idx: Optional[torch.Tensor],
                        rows: int, cols: int, offset: int, device) -> torch.Tensor:
@@ -413,18 +396,16 @@ class ALBEF(VLPModel):
     def encode_text(self, texts: Union[str, List[str], torch.Tensor],
                     attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Strings or token ids ``[B, L]`` -> normalised ``[B, D]``."""
-        tok = self.tokenize(texts)
-        mask = attention_mask.to(self.device) if attention_mask is not None else \
-            tok.get('attention_mask')
+        tok = self.tokenize(texts, attention_mask)
+        mask = tok.get('attention_mask')
         return self.text_features(tok['input_ids'], mask)
 
     @torch.no_grad()
     def itm_score(self, images: torch.Tensor, texts: Union[str, List[str], torch.Tensor],
                   attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Probability that each image matches its text (pairs, ``[B]``)."""
-        tok = self.tokenize(texts)
-        mask = attention_mask.to(self.device) if attention_mask is not None else \
-            tok.get('attention_mask')
+        tok = self.tokenize(texts, attention_mask)
+        mask = tok.get('attention_mask')
         image_embeds, _ = self._image(self.preprocess_images(images))
         text_embeds, _ = self._text(tok['input_ids'], mask)
         return self.itm_logits(image_embeds, text_embeds, mask).softmax(dim=-1)[:, 1]

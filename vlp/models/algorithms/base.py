@@ -58,6 +58,31 @@ class VLPModel(BaseModel):
     def tokenizer(self, value) -> None:
         self._tokenizer, self._tokenizer_cfg = value, None
 
+    # -- MLM masking ids (models with an ``mlm_head``) -----------------------------------
+    #: tokenizer attributes whose ids MLM never masks (padding positions never are either)
+    mlm_special_tokens = ('pad_token_id', 'cls_token_id')
+
+    def _mlm_ids(self):
+        """``(mask_token_id, special_ids, vocab_size)`` of MLM masking: the model's
+        ``mask_token_id`` / ``special_token_ids`` / ``vocab_size`` arguments, else the
+        tokenizer's ``[MASK]`` and :attr:`mlm_special_tokens` (``[0]`` without a tokenizer)
+        and the MLM head's output size; resolved once."""
+        tok = self.tokenizer
+        mask_id = self._mask_token_id
+        if mask_id is None:
+            mask_id = getattr(tok, 'mask_token_id', None)
+            if mask_id is None:
+                raise ValueError(f'{type(self).__name__} MLM needs mask_token_id (or a '
+                                 'tokenizer with [MASK])')
+        special = self._special_token_ids
+        if special is None:
+            special = [0] if tok is None else [
+                i for i in (getattr(tok, n, None) for n in self.mlm_special_tokens)
+                if i is not None]
+        vocab = self._vocab_size or self.mlm_head.decoder.out_features
+        self._mask_token_id, self._special_token_ids, self._vocab_size = mask_id, special, vocab
+        return mask_id, special, vocab
+
     # -- mmengine entry point -------------------------------------------------------
     def forward(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[dict] = None,
                 mode: str = 'tensor'):
@@ -83,18 +108,23 @@ class VLPModel(BaseModel):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def tokenize(self, texts: Union[str, List[str], torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Token ids (and mask) for the inference API; tensors pass through."""
+    def tokenize(self, texts: Union[str, List[str], torch.Tensor],
+                 attention_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Token ids (and mask) for the inference API, on the model's device; tensors pass
+        through. A given ``attention_mask`` replaces the tokenizer's."""
         if isinstance(texts, torch.Tensor):
             ids = texts if texts.dim() == 2 else texts.unsqueeze(0)
-            return dict(input_ids=ids.to(self.device))
-        if isinstance(texts, str):
-            texts = [texts]
-        if self.tokenizer is None:
-            raise RuntimeError(
-                f'{type(self).__name__} has no tokenizer: set model.tokenizer in the config '
-                'or pass token ids as a LongTensor')
-        out = self.tokenizer(texts)
+            out = dict(input_ids=ids)
+        else:
+            if isinstance(texts, str):
+                texts = [texts]
+            if self.tokenizer is None:
+                raise RuntimeError(
+                    f'{type(self).__name__} has no tokenizer: set model.tokenizer in the '
+                    'config or pass token ids as a LongTensor')
+            out = dict(self.tokenizer(texts))
+        if attention_mask is not None:
+            out['attention_mask'] = attention_mask
         return {k: v.to(self.device) for k, v in out.items()}
 
     def preprocess_images(self, images: torch.Tensor) -> torch.Tensor:

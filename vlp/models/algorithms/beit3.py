@@ -18,10 +18,10 @@ of pairs trains all three (its images alone, its captions alone, and the pair).
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..backbones.visual_tokenizers import mim_loss
+from ..losses.mlm import masked_token_loss
 from ..utils.masking import block_wise_mask, mask_tokens
 from .base import VLPModel, build_part
 
@@ -61,6 +61,8 @@ class BEiT3(VLPModel):
     / ``acc_mlm``, ``loss_pair_mlm`` / ``acc_pair_mlm`` (and ``loss_pair_mim`` /
     ``acc_pair_mim``).
     """
+    mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id', 'bos_token_id',
+                          'eos_token_id')
 
     def __init__(self, backbone: dict, mlm_head: dict, mim_head: dict, visual_tokenizer: dict,
                  mim_mask: Optional[dict] = None, mlm_probability: float = 0.15,
@@ -98,25 +100,6 @@ class BEiT3(VLPModel):
         self.set_grad_checkpointing(grad_checkpointing)
 
     # -- masking -------------------------------------------------------------------------------
-    def _mlm_ids(self):
-        tok = self.tokenizer
-        mask_id = self._mask_token_id
-        if mask_id is None:
-            mask_id = getattr(tok, 'mask_token_id', None)
-            if mask_id is None:
-                raise ValueError('BEiT3 MLM needs mask_token_id (or a tokenizer with a mask)')
-        special = self._special_token_ids
-        if special is None:
-            if tok is None:
-                raise ValueError('BEiT3 MLM needs special_token_ids (or a tokenizer)')
-            special = [getattr(tok, a, None) for a in ('pad_token_id', 'cls_token_id',
-                                                       'sep_token_id', 'bos_token_id',
-                                                       'eos_token_id')]
-            special = sorted({s for s in special if s is not None})
-        vocab = self._vocab_size or self.mlm_head.decoder.out_features
-        self._mask_token_id, self._special_token_ids, self._vocab_size = mask_id, special, vocab
-        return mask_id, special, vocab
-
     def mask_text(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
                   probability: float):
         """``(masked_ids, labels)``; labels ``-100`` where not chosen."""
@@ -132,14 +115,8 @@ class BEiT3(VLPModel):
     # -- objectives ----------------------------------------------------------------------------
     def _predict_tokens(self, states: torch.Tensor, labels: torch.Tensor, name: str):
         """MLM cross-entropy and accuracy over the chosen positions of ``states``."""
-        sel = labels != -100
-        if not bool(sel.any()):  # no token chosen: keep the graph, log zero
-            zero = states.sum() * 0.0
-            return {f'loss_{name}': zero, f'acc_{name}': zero.detach()}
-        logits = self.mlm_head(states[sel]).float()  # (M, V), masked positions only
-        acc = (logits.argmax(-1) == labels[sel]).float().mean()
-        return {f'loss_{name}': self.loss_weights[name] * F.cross_entropy(logits, labels[sel]),
-                f'acc_{name}': acc}
+        loss, acc = masked_token_loss(self.mlm_head, states, labels)
+        return {f'loss_{name}': self.loss_weights[name] * loss, f'acc_{name}': acc}
 
     def _predict_patches(self, patch_states: torch.Tensor, mask: torch.Tensor,
                          targets: torch.Tensor, name: str):

@@ -105,11 +105,8 @@ class CLIP(VLPModel):
                     attention_mask: Optional[torch.Tensor] = None,
                     normalize: bool = True) -> torch.Tensor:
         """Strings (tokenised with ``self.tokenizer``) or token ids ``[B, L]`` -> ``[B, D]``."""
-        tok = self.tokenize(texts)
-        mask = tok.get('attention_mask')
-        if attention_mask is not None:
-            mask = attention_mask.to(self.device)
-        return self.text_features(tok['input_ids'], mask, normalize)
+        tok = self.tokenize(texts, attention_mask)
+        return self.text_features(tok['input_ids'], tok.get('attention_mask'), normalize)
 
     def set_zero_shot_classifier(self, class_embeds: Optional[torch.Tensor]) -> None:
         """Set (or clear with ``None``) the ``[num_classes, D]`` class text embeddings

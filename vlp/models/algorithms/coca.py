@@ -183,10 +183,9 @@ class CoCa(VLPModel):
                     attention_mask: Optional[torch.Tensor] = None,
                     normalize: bool = True) -> torch.Tensor:
         """Strings (tokenised with ``self.tokenizer``) or token ids ``[B, L]`` -> ``[B, D]``."""
-        tok = self.tokenize(texts)
-        mask = tok.get('attention_mask') if attention_mask is None else attention_mask
-        mask = None if mask is None else mask.to(self.device)
-        return self.text_features(tok['input_ids'], mask, normalize)['text_feat']
+        tok = self.tokenize(texts, attention_mask)
+        return self.text_features(tok['input_ids'], tok.get('attention_mask'),
+                                  normalize)['text_feat']
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, prompt: Optional[str] = None,

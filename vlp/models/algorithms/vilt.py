@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
+from ..losses.mlm import masked_token_loss
 from ..utils.masking import mask_tokens, mask_whole_words
 from .base import VLPModel, build_part, caption_lists
 from .clip import _split_meta
@@ -48,6 +49,7 @@ class ViLT(VLPModel):
             the tokenizer (``[MASK]``; ``[PAD]``, ``[CLS]``, ``[SEP]`` never masked).
         loss_weights: ``dict(itm=1, mlm=1, wpa=0.1)`` (ViLT: WPA 0.1).
     """
+    mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id')
 
     def __init__(self, backbone: dict, itm_head: Optional[dict] = None,
                  mlm_head: Optional[dict] = None, wpa: Optional[dict] = None,
@@ -109,19 +111,6 @@ class ViLT(VLPModel):
         matched[neg] = False
         return images[src], matched
 
-    def _mlm_ids(self):
-        tok = self.tokenizer
-        if self._mask_token_id is None:
-            self._mask_token_id = getattr(tok, 'mask_token_id', None)
-            if self._mask_token_id is None:
-                raise ValueError('ViLT MLM needs mask_token_id (or a tokenizer with [MASK])')
-        if self._special_token_ids is None:
-            self._special_token_ids = [getattr(tok, n, None) for n in
-                                       ('pad_token_id', 'cls_token_id', 'sep_token_id')]
-        if self._vocab_size is None:
-            self._vocab_size = self.mlm_head.decoder.out_features
-        return self._mask_token_id, self._special_token_ids, self._vocab_size
-
     @staticmethod
     def _word_ids(inputs: dict, data_samples) -> Optional[torch.Tensor]:
         if inputs.get('word_ids') is not None:
@@ -160,13 +149,7 @@ class ViLT(VLPModel):
                 masked, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
                                              special_ids=special, attention_mask=text_mask)
             hidden = self.fuse(images, masked, text_mask)['text_embeds']
-            sel = labels != -100
-            if bool(sel.any()):
-                logits = self.mlm_head(hidden[sel]).float()
-                loss_mlm = F.cross_entropy(logits, labels[sel])
-                acc = (logits.detach().argmax(1) == labels[sel]).float().mean()
-            else:  # nothing masked: a zero that keeps the graph
-                loss_mlm, acc = hidden.sum() * 0.0, hidden.new_zeros(())
+            loss_mlm, acc = masked_token_loss(self.mlm_head, hidden, labels)
             losses['loss_mlm'] = self.loss_weights['mlm'] * loss_mlm
             losses['mlm_acc'] = acc
         return losses
@@ -176,9 +159,8 @@ class ViLT(VLPModel):
     def itm_score(self, images: torch.Tensor, texts: Union[str, List[str], torch.Tensor],
                   attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Probability that each image matches its text (pairs, ``[B]``)."""
-        tok = self.tokenize(texts)
-        mask = attention_mask.to(self.device) if attention_mask is not None else \
-            tok.get('attention_mask')
+        tok = self.tokenize(texts, attention_mask)
+        mask = tok.get('attention_mask')
         logits = self.itm_logits(self.preprocess_images(images), tok['input_ids'], mask)
         return logits.softmax(dim=-1)[:, 1]
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..backbones.visual_tokenizers import mim_loss
+from ..losses.mlm import masked_token_loss
 from ..utils.masking import block_wise_mask, mask_tokens
 from .albef import ALBEF
 from .base import VLPModel, build_part
@@ -160,14 +161,8 @@ class VLMo(ALBEF):
         masked, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
                                      special_ids=special, attention_mask=text_mask)
         out = self.backbone(images=images, input_ids=masked, attention_mask=text_mask)
-        sel = labels != -100
-        if not bool(sel.any()):
-            zero = out['text_embeds'].sum() * 0.0
-            return dict(loss_mlm=zero, acc_mlm=zero.detach())
-        logits = self.mlm_head(out['text_embeds'][sel]).float()
-        acc = (logits.argmax(-1) == labels[sel]).float().mean()
-        return dict(loss_mlm=self.loss_weights['mlm'] * F.cross_entropy(logits, labels[sel]),
-                    acc_mlm=acc)
+        loss, acc = masked_token_loss(self.mlm_head, out['text_embeds'], labels)
+        return dict(loss_mlm=self.loss_weights['mlm'] * loss, acc_mlm=acc)
 
     def _mim(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """BEiT's masked image modelling: predict the masked patches' targets."""
