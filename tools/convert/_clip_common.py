@@ -358,3 +358,22 @@ def dtype_arg(name: str) -> Optional[torch.dtype]:
     """``--dtype`` choice -> torch dtype (``keep`` -> ``None``)."""
     return {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
             'keep': None}[name]
+
+
+# -- command lines -------------------------------------------------------------------
+def add_dtype_arg(parser) -> None:
+    """``--dtype`` of the written floating tensors (read back with :func:`dtype_arg`)."""
+    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
+                        help='dtype of the floating tensors written (default fp32)')
+
+
+def add_drop_keys_arg(parser) -> None:
+    """``--drop-keys``: source keys to drop on purpose."""
+    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
+                        help='source keys (full-match regexes) to drop on purpose')
+
+
+def add_weights_only_arg(parser) -> None:
+    """``--no-weights-only``: unpickle a trusted checkpoint fully."""
+    parser.add_argument('--no-weights-only', action='store_true',
+                        help='unpickle the checkpoint fully (only for files you trust)')

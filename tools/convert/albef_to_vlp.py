@@ -484,12 +484,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     tok.add_argument('--tokenizer-file', help='BERT tokenizer.json to copy and name')
     parser.add_argument('--max-length', type=int, default=ALBEF_TEXT_MAX_LENGTH,
                         help='tokenizer padding length (default 30)')
-    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
-                        help='source keys (full-match regexes) to drop on purpose')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
-    parser.add_argument('--no-weights-only', action='store_true',
-                        help='unpickle the checkpoint fully (only for files you trust)')
+    common.add_drop_keys_arg(parser)
+    common.add_dtype_arg(parser)
+    common.add_weights_only_arg(parser)
     args = parser.parse_args(argv)
     out = convert(args.checkpoint, args.out_dir, image_res=args.image_res,
                   fusion_layer=args.fusion_layer, vision_heads=args.vision_heads,

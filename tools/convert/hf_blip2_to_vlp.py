@@ -325,11 +325,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
                              "trainable, eps 1e-5; vision_norm: the frozen ViT's final norm, "
                              "HF's eps)")
     parser.add_argument('--prompt', default='', help="captioning prompt (default '')")
-    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
-                        help='source keys (full-match regexes) to drop on purpose')
+    common.add_drop_keys_arg(parser)
     parser.add_argument('--seed', type=int, default=0, help='seed of the parts left at init')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     out = convert(args.src_dir, args.out_dir, post_layernorm=args.post_layernorm,
                   prompt=args.prompt, dtype=common.dtype_arg(args.dtype),

@@ -473,11 +473,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument('--prompt', default='',
                         help="captioning prompt (BLIP's fine-tuning: 'a picture of '; "
                              "default '' as HF's generate)")
-    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
-                        help='source keys (full-match regexes) to drop on purpose')
+    common.add_drop_keys_arg(parser)
     parser.add_argument('--seed', type=int, default=0, help='seed of the parts left at init')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     tokenizer = args.vocab_file or args.tokenizer_file
     if tokenizer is None and not args.no_tokenizer \

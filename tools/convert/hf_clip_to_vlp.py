@@ -195,8 +195,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('out_dir', help='output directory (config.py, model.pth)')
     parser.add_argument('--no-tokenizer', action='store_true',
                         help='do not copy tokenizer files or add a tokenizer to the config')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     out = convert(args.src_dir, args.out_dir, tokenizer=not args.no_tokenizer,
                   dtype=common.dtype_arg(args.dtype))

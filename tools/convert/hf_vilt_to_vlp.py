@@ -243,10 +243,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     tok.add_argument('--no-tokenizer', action='store_true', help='write no tokenizer')
     parser.add_argument('--max-length', type=int, default=None,
                         help='tokenizer padding length (default: max_position_embeddings)')
-    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
-                        help='source keys (full-match regexes) to drop on purpose')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
+    common.add_drop_keys_arg(parser)
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     tokenizer = args.vocab_file or args.tokenizer_file
     if tokenizer is None and not args.no_tokenizer and osp.isdir(args.src):

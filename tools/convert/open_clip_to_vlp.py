@@ -245,8 +245,7 @@ def main(argv: Optional[List[str]] = None, convert_fn=None, description: Optiona
     tok.add_argument('--no-tokenizer', action='store_true', help='no tokenizer in the config')
     parser.add_argument('--mean', type=float, nargs=3, help='image mean, 0-1 scale')
     parser.add_argument('--std', type=float, nargs=3, help='image std, 0-1 scale')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     if args.model_name:
         import open_clip

@@ -229,12 +229,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="LayerNorm eps (torchscale's default 1e-5)")
     parser.add_argument('--prefix', default='',
                         help='prefix of the written keys, e.g. "backbone." (default none)')
-    parser.add_argument('--drop-keys', nargs='*', default=[], metavar='REGEX',
-                        help='source keys (full-match regexes) to drop on purpose')
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'],
-                        help='dtype of the floating tensors written (default fp32)')
-    parser.add_argument('--no-weights-only', action='store_true',
-                        help='unpickle the checkpoint fully (only for files you trust)')
+    common.add_drop_keys_arg(parser)
+    common.add_dtype_arg(parser)
+    common.add_weights_only_arg(parser)
     args = parser.parse_args(argv)
     out = convert(args.checkpoint, args.out_dir, num_heads=args.num_heads,
                   layernorm_eps=args.layernorm_eps, prefix=args.prefix,

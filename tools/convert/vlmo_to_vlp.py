@@ -206,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument('--patch-size', type=int, default=16)
     parser.add_argument('--num-heads', type=int, default=12)
     parser.add_argument('--max-text-len', type=int, default=40)
-    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16', 'keep'])
+    common.add_dtype_arg(parser)
     args = parser.parse_args(argv)
     out = convert(args.checkpoint, args.out_dir, args.img_size, args.patch_size,
                   args.num_heads, args.max_text_len, common.dtype_arg(args.dtype))
