@@ -194,3 +194,43 @@ def test_tokenize_word_ids_group_wordpieces(bert_dir):
     assert many['word_ids'][0].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6, 7, -1]  # truncated
     assert many['word_ids'][1].tolist() == [-1, 0, 0, -1] + [-1] * 6
     assert 'word_ids' not in Tokenize(tok)(dict(text='the cat'))
+
+
+def test_demo_tokenizer_default_vocabulary_unchanged():
+    # the demo configs hard-code these sizes (e.g. vocab_size=53 for style='bert')
+    assert DemoTokenizer(style='bert').vocab_size == 53
+    assert DemoTokenizer(style='clip').vocab_size == 52
+    assert DemoTokenizer(style='bert', vocabulary='captions').get_vocab() == \
+        DemoTokenizer(style='bert').get_vocab()
+
+
+@pytest.mark.parametrize('style', ['clip', 'bert'])
+def test_demo_tokenizer_tasks_vocabulary(style, tmp_path):
+    captions = DemoTokenizer(style=style)
+    tasks = DemoTokenizer(style=style, vocabulary='tasks')
+    cv, tv = captions.get_vocab(), tasks.get_vocab()
+    assert set(cv) < set(tv) and tasks.vocab_size == len(tv) > captions.vocab_size
+    # the words sorted together, after the same leading specials
+    n_head = 2 if style == 'clip' else 5
+    words = sorted(tv, key=tv.get)[n_head:len(tv) - (2 if style == 'clip' else 0)]
+    assert words == sorted(words)
+    if style == 'clip':
+        assert tasks.eot_token_id == tasks.vocab_size - 1
+    out = tasks(['what colour is the circle?', 'the left image contains an orange star',
+                 'the red circle is made of wood', 'how many crosses are there?'])
+    assert (out['input_ids'] != tasks.unk_token_id).all()
+    assert (captions(['what colour is the circle?'])['input_ids'] == captions.unk_token_id).any()
+    # the cache is keyed by the vocabulary too
+    DemoTokenizer(style=style, cache_dir=str(tmp_path))
+    cached = DemoTokenizer(style=style, cache_dir=str(tmp_path), vocabulary='tasks')
+    assert len(list(tmp_path.glob(f'demo_tokenizer_{style}_*.json'))) == 2
+    assert DemoTokenizer(style=style, cache_dir=str(tmp_path), vocabulary='tasks').get_vocab() \
+        == cached.get_vocab() == tv
+    assert DemoTokenizer(style=style, cache_dir=str(tmp_path)).get_vocab() == cv
+    with pytest.raises(ValueError):
+        DemoTokenizer(style=style, vocabulary='nope')
+
+
+def test_demo_tokenizer_tasks_vocabulary_from_config():
+    tok = TOKENIZERS.build(dict(type='DemoTokenizer', style='bert', vocabulary='tasks'))
+    assert tok.vocabulary == 'tasks' and tok.vocab_size == 115

@@ -3,16 +3,21 @@ from . import transforms  # noqa: F401  (registers the transforms)
 from .collate import vlp_collate
 from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class_names,
                    demo_corpus, demo_scenes)
+from .demo_tasks import DemoNLVR2, DemoSNLIVE, DemoVQA, demo_task_corpus
 from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
 from .unimodal import ImageListDataset, TextCorpusDataset
+from .vqa import VQAv2Dataset
+from .reasoning import ImageFolderClassification, NLVR2Dataset, SNLIVEDataset
 from .webdataset import WebDatasetImageText
 from .video_text import (DemoVideoText, LoadVideoFrames, VideoTextDataset,
                          random_segment_frame_indices, uniform_frame_indices)
 from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 
 __all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
-           'demo_class_names', 'DEMO_TEMPLATES', 'BaseImageTextDataset', 'ImageTextJsonDataset',
+           'demo_class_names', 'DEMO_TEMPLATES', 'DemoVQA', 'DemoNLVR2', 'DemoSNLIVE',
+           'demo_task_corpus', 'BaseImageTextDataset', 'ImageTextJsonDataset',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
            'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset',
            'WebDatasetImageText', 'DemoVideoText', 'LoadVideoFrames', 'VideoTextDataset',
-           'random_segment_frame_indices', 'uniform_frame_indices']
+           'random_segment_frame_indices', 'uniform_frame_indices',
+           'VQAv2Dataset', 'NLVR2Dataset', 'SNLIVEDataset', 'ImageFolderClassification']

@@ -15,7 +15,8 @@ as in open_clip's ``tokenize``, BERT's ``[SEP]`` as in HF). Attributes: ``vocab_
   ``tokenizer.json``.
 - :class:`DemoTokenizer`: a word-level vocabulary built from :func:`vlp.datasets.demo.demo_corpus`,
   CLIP-style (``<|startoftext|> ... <|endoftext|>``, pad 0, EOT the largest id) or
-  BERT-style (``[CLS] ... [SEP]``, ``[PAD]=0``, ``[MASK]``), for the demo configs.
+  BERT-style (``[CLS] ... [SEP]``, ``[PAD]=0``, ``[MASK]``), for the demo configs;
+  ``vocabulary='tasks'`` adds the words of the demo task texts (:mod:`vlp.datasets.demo_tasks`).
 """
 import gzip
 import hashlib
@@ -340,15 +341,26 @@ class BertTokenizer(HFTokenizer):
 # --------------------------------------------------------------------------- demo
 
 
-@lru_cache(maxsize=1)
-def _demo_words() -> Tuple[str, ...]:
-    """Sorted word-level vocabulary of the demo corpus (whitespace/punctuation split);
-    computed once per process."""
+DEMO_VOCABULARIES = ('captions', 'tasks')
+
+
+@lru_cache(maxsize=4)
+def _demo_words(vocabulary: str = 'captions') -> Tuple[str, ...]:
+    """Sorted word-level vocabulary (whitespace/punctuation split) of the demo corpus
+    (``'captions'``) or of it plus the demo task texts (``'tasks'``); computed once per
+    process."""
     from .demo import demo_corpus  # local import: demo imports this module's users
+    if vocabulary not in DEMO_VOCABULARIES:
+        raise ValueError(f'vocabulary must be one of {DEMO_VOCABULARIES}, got {vocabulary!r}')
+    texts = [demo_corpus()]
+    if vocabulary == 'tasks':
+        from .demo_tasks import demo_task_corpus
+        texts.append(demo_task_corpus())
     pre = pre_tokenizers.Whitespace()
     words = set()
-    for text in demo_corpus():
-        words.update(w for w, _ in pre.pre_tokenize_str(text.lower()))
+    for corpus in texts:
+        for text in corpus:
+            words.update(w for w, _ in pre.pre_tokenize_str(text.lower()))
     return tuple(sorted(words))
 
 
@@ -365,27 +377,39 @@ class DemoTokenizer(HFTokenizer):
     Args:
         style: ``'clip'`` or ``'bert'``.
         max_length: padded length (32 holds every demo caption).
+        vocabulary: ``'captions'`` (the caption corpus: the default, whose ids and size the
+            demo configs rely on, 53 ids for ``'bert'`` and 52 for ``'clip'``) or ``'tasks'``
+            (those words plus every word of the demo task texts of
+            :mod:`vlp.datasets.demo_tasks`, sorted together, so ids differ).
         cache_dir: if given, the built ``tokenizer.json`` is cached there under a name keyed
             by a hash of the vocabulary recipe, and read back from there next time.
     """
 
     def __init__(self, style: str = 'clip', max_length: int = 32,
                  additional_special_tokens: Sequence[str] = (),
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, vocabulary: str = 'captions'):
         if style not in ('clip', 'bert'):
             raise ValueError(f"style must be 'clip' or 'bert', got {style!r}")
+        if vocabulary not in DEMO_VOCABULARIES:
+            raise ValueError(f'vocabulary must be one of {DEMO_VOCABULARIES}, '
+                             f'got {vocabulary!r}')
         self.style = style
+        self.vocabulary = vocabulary
         extra = list(additional_special_tokens)
         tok = None
         path = None
         if cache_dir is not None:
             from .demo import DEMO_VERSION
-            key = hashlib.sha1(json.dumps([DEMO_VERSION, style, extra]).encode()).hexdigest()
-            path = osp.join(cache_dir, f'demo_tokenizer_{style}_{key[:12]}.json')
+            recipe = [DEMO_VERSION, style, extra]
+            if vocabulary != 'captions':
+                from .demo_tasks import DEMO_TASKS_VERSION
+                recipe += [vocabulary, DEMO_TASKS_VERSION]
+            key = hashlib.sha1(json.dumps(recipe).encode()).hexdigest()
+            path = osp.join(cache_dir, f'demo_tokenizer_{style}_{vocabulary}_{key[:12]}.json')
             if osp.isfile(path):
                 tok = Tokenizer.from_file(path)
         if tok is None:
-            tok = self.build(style, extra)
+            tok = self.build(style, extra, vocabulary)
             if path is not None:
                 os.makedirs(cache_dir, exist_ok=True)
                 tmp = f'{path}.{os.getpid()}.tmp'
@@ -406,8 +430,9 @@ class DemoTokenizer(HFTokenizer):
             self.special_token_ids[t] = tok.token_to_id(t)
 
     @staticmethod
-    def build(style: str, additional_special_tokens: Sequence[str] = ()) -> Tokenizer:
-        words = list(_demo_words())
+    def build(style: str, additional_special_tokens: Sequence[str] = (),
+              vocabulary: str = 'captions') -> Tokenizer:
+        words = list(_demo_words(vocabulary))
         extra = list(additional_special_tokens)
         if style == 'clip':
             tokens = ['<pad>', '<unk>'] + words + extra + [CLIP_SOT, CLIP_EOT]
