@@ -249,3 +249,23 @@ def test_predict_caption_and_retrieval_modes():
     assert out[0]['image_feat'].shape == (24, ) and out[0]['text_feat'].shape == (2, 24)
     torch.testing.assert_close(out[0]['image_feat'], model.encode_image(images)[0])
     torch.testing.assert_close(out[1]['text_feat'][0], model.encode_text(CAPTIONS[2])[0])
+
+
+def test_zero_shot_classifier_logits():
+    """ZeroShotClassifierHook's interface: prompt-ensembled class embeddings set on the
+    model, then predict ('retrieval' mode) adds the scaled cosine logits per image."""
+    from vlp.evaluation.metrics.zero_shot import zero_shot_classifier
+    model = coca(predict_mode='retrieval').eval()
+    images = batch(model, 2)['images']
+    classes = ['red circle', 'blue square', 'green star']
+    weights = zero_shot_classifier(model, classes, ['a {}', 'a picture of a {}'])
+    model.set_zero_shot_classifier(weights)
+    with torch.no_grad():
+        out = model.predict(dict(images=images), dict(image_id=[0, 1]))
+        feat = model.encode_image(images)
+    expected = model.get_logit_scale() * feat @ F.normalize(weights, dim=-1).t()
+    assert out[0]['logits'].shape == (3, )
+    torch.testing.assert_close(torch.stack([o['logits'] for o in out]), expected)
+    model.set_zero_shot_classifier(None)
+    with torch.no_grad():
+        assert 'logits' not in model.predict(dict(images=images))[0]

@@ -33,6 +33,7 @@ Differences from the reference code (also in docs/models.md):
 - with ``queue_ids=True`` (ALBEF's retrieval fine-tuning, BLIP) samples sharing an image
   id are positives of each other in ITC and never sampled as ITM negatives.
 """
+import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -101,6 +102,12 @@ class ALBEF(VLPModel):
         loss_weights: ``dict(itc=1, itm=1, mlm=1)`` (ALBEF sums them unweighted).
         data_preprocessor, tokenizer, init_cfg: see :class:`VLPModel`.
         grad_checkpointing: activation checkpointing in all encoders.
+        two_image_fusion: ALBEF's NLVR2 model (Sec. 5.3, Fig. 3b): ``fusion`` has twice the
+            pre-trained number of layers (``num_layers = 2 * N``, cross-attention in every
+            layer); layers ``2k`` and ``2k + 1`` (both initialised from pre-trained layer
+            ``k``, see :meth:`expand_fusion_state_dict`) cross-attend to image 0 and image 1
+            and share their cross-attention key/value projection (tied here, before the
+            momentum twins are made). Enables :meth:`fused_features_pair`.
     """
 
     def __init__(self, vision: dict, text: dict, fusion: dict, vision_proj: dict,
@@ -114,12 +121,16 @@ class ALBEF(VLPModel):
                  itm_negatives: str = 'global',
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
-                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
+                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None,
+                 two_image_fusion: bool = False):
         super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                          init_cfg=init_cfg)
         self.vision = build_part(vision)
         self.text = build_part(text)
         self.fusion = build_part(fusion)
+        self.two_image_fusion = two_image_fusion
+        if two_image_fusion:
+            self._tie_pair_layers(self.fusion)
         self.vision_proj = build_part(vision_proj)
         self.text_proj = build_part(text_proj)
         self.itm_head = build_part(itm_head)
@@ -212,9 +223,92 @@ class ALBEF(VLPModel):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return self._image(images)[1]
 
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
+                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The multimodal representation ``[B, C]`` the downstream heads read (ALBEF's
+        SNLI-VE / NLVR2 / VQA-classifier ``cls_head``): the fusion encoder's ``[CLS]``
+        state (no projection, no momentum encoder)."""
+        image_embeds = self.vision(images)['image_embeds']
+        text_embeds = self.text(input_ids, attention_mask)['text_embeds']
+        return self.fuse(text_embeds, attention_mask, image_embeds)[:, 0]
+
     def text_features(self, input_ids: torch.Tensor,
                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self._text(input_ids, attention_mask)[1]
+
+    # -- NLVR2: two-image fusion (Sec. 5.3, Fig. 3b) ----------------------------------------
+    @staticmethod
+    def _tie_pair_layers(fusion) -> None:
+        """Share the cross-attention key/value of fusion layers ``(2k, 2k + 1)``."""
+        n = getattr(fusion, 'num_layers', None)
+        cross = getattr(fusion, 'cross_layers', None)
+        if not hasattr(fusion, 'share_cross_attention_kv') or n is None or n % 2:
+            raise ValueError('two_image_fusion needs a BertEncoder fusion with an even '
+                             f'num_layers (twice the pre-trained layers), got {n}')
+        if set(cross) != set(range(n)):
+            raise ValueError('two_image_fusion needs cross-attention in every fusion layer '
+                             "(cross_attention_layers='all')")
+        fusion.share_cross_attention_kv([(2 * k, 2 * k + 1) for k in range(n // 2)])
+
+    def fused_features_pair(self, images: torch.Tensor, input_ids: torch.Tensor,
+                            attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ALBEF's NLVR2 representation ``[B, C]`` of ``images [B, 2, 3, H, W]`` and one
+        statement: both images through the image encoder in one batch, the text encoder
+        once, then the fusion encoder with ``image_embeds=[image0, image1]`` (layer ``2k``
+        attends to image 0, ``2k + 1`` to image 1); the last layer's ``[CLS]`` state.
+        Needs ``two_image_fusion=True``."""
+        if not getattr(self, 'two_image_fusion', False):
+            raise RuntimeError(f'{type(self).__name__}.fused_features_pair needs '
+                               'two_image_fusion=True (a fusion encoder of 2 x the '
+                               'pre-trained layers); or use pair_encoding=\'separate\'')
+        if images.dim() != 5 or images.shape[1] != 2:
+            raise ValueError(f'expected image pairs [B, 2, 3, H, W], got {tuple(images.shape)}')
+        B = images.shape[0]
+        # image 0 of every sample, then image 1: (2B, 3, H, W)
+        tokens = self.vision(images.transpose(0, 1).reshape(2 * B, *images.shape[2:]))
+        tokens = tokens['image_embeds']  # (2B, N, C)
+        text_embeds = self.text(input_ids, attention_mask)['text_embeds']
+        return self.fuse(text_embeds, attention_mask, [tokens[:B], tokens[B:]])[:, 0]
+
+    @staticmethod
+    def expand_fusion_state_dict(state_dict: Dict[str, torch.Tensor],
+                                 prefix: str = 'fusion.') -> Dict[str, torch.Tensor]:
+        """A pre-training state dict (``N`` fusion layers) in the NLVR2 layout (``2N``):
+        ``{prefix}blocks.k.*`` is copied to ``blocks.2k.*`` and ``blocks.(2k+1).*`` (ALBEF's
+        NLVR2 initialisation), and so are the momentum twin's keys (``fusion_m.`` for
+        ``fusion.``) if present. Other keys are kept; a new dict is returned."""
+        base = prefix[:-1] if prefix.endswith('.') else prefix
+        pattern = re.compile(rf'^({re.escape(base)}|{re.escape(base)}_m)\.blocks\.(\d+)\.(.+)$')
+        out = {}
+        for key, val in state_dict.items():
+            m = pattern.match(key)
+            if m is None:
+                out[key] = val
+                continue
+            head, k, rest = m.group(1), int(m.group(2)), m.group(3)
+            for new in (2 * k, 2 * k + 1):
+                out[f'{head}.blocks.{new}.{rest}'] = val
+        return out
+
+    def adapt_pretrained_state_dict(
+            self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Hook for loading a family checkpoint (keys as this model's, no ``model.``
+        prefix): unchanged, except with ``two_image_fusion`` a checkpoint whose fusion
+        encoder has half this model's layers (pre-training) is expanded by
+        :meth:`expand_fusion_state_dict`; one already in the NLVR2 layout is kept."""
+        if not getattr(self, 'two_image_fusion', False):
+            return state_dict
+        layers = {int(m.group(1)) for m in
+                  (re.match(r'^fusion\.blocks\.(\d+)\.', k) for k in state_dict) if m}
+        if not layers:
+            return state_dict
+        n_ckpt, n = max(layers) + 1, self.fusion.num_layers
+        if n_ckpt == n:
+            return state_dict
+        if 2 * n_ckpt != n:
+            raise ValueError(f'checkpoint fusion encoder has {n_ckpt} layers; this '
+                             f'two_image_fusion model takes {n // 2} (pre-training) or {n}')
+        return self.expand_fusion_state_dict(state_dict)
 
     def itm_logits(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
                    text_mask: Optional[torch.Tensor]) -> torch.Tensor:

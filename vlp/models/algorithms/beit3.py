@@ -179,9 +179,16 @@ class BEiT3(VLPModel):
         return self.backbone(images=inputs.get('images'), input_ids=inputs.get('input_ids'),
                              attention_mask=inputs.get('attention_mask'))
 
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
+                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The first state of the joint ``[image; text]`` encoding ``[B, C]`` (the image
+        ``[CLS]``), which BEiT-3's task ``Pooler`` reads (``x[:, 0]``)."""
+        out = self.backbone(images=images, input_ids=input_ids, attention_mask=attention_mask)
+        return out['image_pooled']
+
     def predict(self, inputs: dict, data_samples: Optional[dict] = None):
         raise NotImplementedError(
             'BEiT3 is the masked-data-modelling pre-training model: it has no retrieval, '
-            'VQA or classification head. Downstream predictions need a fine-tuned BEiT-3 '
-            '(task heads on the backbone, not implemented yet); the [CLS] states are '
-            "available from forward(mode='tensor') / extract_feat.")
+            'VQA or classification head. Fine-tune it with a task model: VQAClassifier / '
+            'VLClassifier (model=dict(type=\'BEiT3\', ...)) or BEiT3Retrieval; the [CLS] '
+            "states are available from forward(mode='tensor') / extract_feat.")

@@ -197,6 +197,12 @@ class BLIP(ALBEF):
         ids = self._with_first(input_ids, self.enc_token_id)
         return self.text(ids, text_mask, image_embeds=image_embeds)['text_embeds']
 
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
+                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The image-grounded text encoder's ``[ENC]`` state ``[B, C]`` (the ITM head's
+        input; BLIP's downstream classifiers read it)."""
+        return self.fuse(input_ids, attention_mask, self.vision(images)['image_embeds'])[:, 0]
+
     def decoder_logits(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
                        image_embeds: torch.Tensor) -> torch.Tensor:
         """Image-grounded text decoder: ``[DEC]``-led ids ``[B, T]`` (used as given) ->

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from vlp.registry import MODELS
 from ..utils.generation import generate as generate_ids
 from .base import VLPModel, build_part
-from .clip import _split_meta
+from .clip import CLIP, _split_meta
 
 
 @MODELS.register_module()
@@ -85,6 +85,7 @@ class CoCa(VLPModel):
             caption_loss if caption_loss is not None else dict(type='CaptionLoss'))
         self.contrastive_weight, self.caption_weight = contrastive_weight, caption_weight
         self.generation_cfg = dict(generation_cfg or {})
+        self.zero_shot_weights = None  # [num_classes, D] class embeddings (zero-shot)
         self.set_grad_checkpointing(grad_checkpointing)
 
     # -- features -------------------------------------------------------------------------
@@ -152,7 +153,8 @@ class CoCa(VLPModel):
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
         """``'caption'``: one dict per image with ``pred_caption`` (decoded with
         ``generation_cfg``) and the sample's metadata (``image_id``, the references in
-        ``text``). ``'retrieval'``: ``image_feat [D]`` / ``text_feat [K, D]`` per sample."""
+        ``text``). ``'retrieval'``: ``image_feat [D]`` / ``text_feat [K, D]`` per sample, and
+        ``logits [num_classes]`` with images once a zero-shot classifier is set."""
         images = inputs.get('images')
         if self.predict_mode == 'caption':
             if images is None:
@@ -163,6 +165,10 @@ class CoCa(VLPModel):
         feats = self.extract_feat(inputs)
         if not feats:
             raise ValueError('predict needs images and/or input_ids')
+        if 'image_feat' in feats and self.zero_shot_weights is not None:
+            image_feat = feats['image_feat']
+            w = self.zero_shot_weights.to(image_feat.dtype)
+            feats['logits'] = self.get_logit_scale().to(image_feat.dtype) * image_feat @ w.t()
         B = next(iter(feats.values())).shape[0]
         metas = _split_meta(data_samples, B)
         for key, value in feats.items():
@@ -171,6 +177,12 @@ class CoCa(VLPModel):
             for i in range(B):
                 metas[i][key] = value[i]
         return metas
+
+    # zero-shot classification as CLIP (Sec. 3.1; CoCa Sec. 4.2.1): the prompt-ensembled
+    # class embeddings set by ZeroShotClassifierHook; predict ('retrieval' mode) then adds
+    # ``logits [num_classes]`` per image
+    set_zero_shot_classifier = CLIP.set_zero_shot_classifier
+    get_logit_scale = CLIP.get_logit_scale
 
     # -- inference API ----------------------------------------------------------------------
     @torch.no_grad()

@@ -84,6 +84,15 @@ class ViLT(VLPModel):
              text_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         return self.backbone(images=images, input_ids=input_ids, attention_mask=text_mask)
 
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
+                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ViLT's pooled first state ``[B, C]`` (the backbone's pooler), which its VQA and
+        NLVR2 classifiers read."""
+        out = self.fuse(images, input_ids, attention_mask)
+        if 'pooled' not in out:
+            raise RuntimeError('this ViLT backbone has no pooler: the task heads read it')
+        return out['pooled']
+
     def itm_logits(self, images, input_ids, text_mask=None) -> torch.Tensor:
         """ITM logits ``[B, 2]`` of image-text pairs (class 1 = matched)."""
         if self.itm_head is None:

@@ -154,6 +154,13 @@ class VLMo(ALBEF):
         out = self.backbone(images=images, input_ids=input_ids, attention_mask=text_mask)
         return torch.cat([out['text_embeds'], out['image_embeds']], dim=1)
 
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
+                       attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The fused text ``[CLS]`` state ``[B, C]`` of the fusion mode (VL experts in the
+        top blocks), which VLMo's pooler and task heads read."""
+        out = self.backbone(images=images, input_ids=input_ids, attention_mask=attention_mask)
+        return out['text_embeds'][:, 0]
+
     # -- objectives ----------------------------------------------------------------------------
     def _mlm(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
              images: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:

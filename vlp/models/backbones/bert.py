@@ -9,7 +9,7 @@ layer); ``is_causal=True`` gives BLIP's text decoder. ``load_hf_state_dict`` map
 HF ``BertModel`` checkpoint (e.g. bert-base-uncased, for ALIGN / ALBEF) onto it.
 """
 import os
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -63,6 +63,11 @@ class BertEncoder(nn.Module):
     cross_attn.proj, norm_cross, mlp.fc1, mlp.fc2, norm2}``, ``pooler``.
 
     ``forward`` returns ``dict(text_embeds [B, L, C], text_mask [B, L], text_pooled [B, C])``.
+
+    Several images (ALBEF's NLVR2 model, Li et al. 2021 Sec. 5.3 / Fig. 3b): ``forward``
+    also takes ``image_embeds`` as a list of tensors, the ``j``-th cross-attention layer
+    (counting only the cross layers, in order) attending to element ``j % len(list)``;
+    :meth:`share_cross_attention_kv` ties the key/value projection of given layer pairs.
     """
 
     def __init__(self, vocab_size: int = 30522, hidden_size: int = 768, num_layers: int = 12,
@@ -80,6 +85,7 @@ class BertEncoder(nn.Module):
         self.initializer_range = initializer_range
         self.with_embeddings = with_embeddings
         self.grad_checkpointing = False
+        self.shared_cross_kv: List[tuple] = []  # see share_cross_attention_kv
         self.cross_layers = _cross_layer_set(cross_attention_layers, num_layers)
         ctx_dim = cross_attention_dim or hidden_size
         if with_embeddings:
@@ -145,8 +151,9 @@ class BertEncoder(nn.Module):
                 attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None,
                 hidden_states: Optional[torch.Tensor] = None,
-                image_embeds: Optional[torch.Tensor] = None,
-                image_mask: Optional[torch.Tensor] = None,
+                image_embeds: Union[None, torch.Tensor, Sequence[torch.Tensor]] = None,
+                image_mask: Union[None, torch.Tensor,
+                                  Sequence[Optional[torch.Tensor]]] = None,
                 is_causal: bool = False,
                 self_attn_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """
@@ -156,8 +163,14 @@ class BertEncoder(nn.Module):
             token_type_ids: ``[B, L]`` segment ids (default zeros).
             hidden_states: ``[B, L, C]`` inputs that skip the embeddings (fusion encoder).
             image_embeds: ``[B, S, C_ctx]`` context of the cross-attention layers; ``None``
-                skips those sub-layers (BLIP's unimodal text mode).
-            image_mask: ``[B, S]`` padding mask of ``image_embeds``.
+                skips those sub-layers (BLIP's unimodal text mode). A list / tuple of
+                ``[B, S_i, C_ctx]`` tensors: the ``j``-th cross-attention layer (counting
+                only the layers in ``cross_layers``, in order) attends to element
+                ``j % len(image_embeds)`` (ALBEF's NLVR2 fusion: ``[image0, image1]``
+                alternate layer by layer). A one-element list equals the tensor.
+            image_mask: ``[B, S]`` padding mask of ``image_embeds``; with a list of
+                contexts, a list of the same length (``None`` entries: no padding), or one
+                mask / ``None`` used for every context.
             is_causal: causal self-attention (BLIP's text decoder).
             self_attn_mask: explicit self-attention mask (bool or additive, broadcastable
                 to ``[B, nh, L, L]``) replacing the one built from ``attention_mask``.
@@ -171,11 +184,15 @@ class BertEncoder(nn.Module):
         if self_attn_mask is None:
             self_attn_mask = build_attn_mask(attention_mask, causal=is_causal)
             is_causal = is_causal and self_attn_mask is None
-        ctx_mask = None if image_mask is None else build_attn_mask(image_mask)  # (B,1,1,S)
+        contexts, ctx_masks = self._contexts(image_embeds, image_mask)
+        j = 0  # cross-attention layers met so far
         for i, blk in enumerate(self.blocks):
-            ctx = image_embeds if i in self.cross_layers else None
+            ctx = ctx_mask = None
+            if contexts is not None and i in self.cross_layers:
+                ctx, ctx_mask = contexts[j % len(contexts)], ctx_masks[j % len(contexts)]
+                j += 1
             x = maybe_checkpoint(blk, x, attn_mask=self_attn_mask, is_causal=is_causal,
-                                 context=ctx, context_mask=ctx_mask if ctx is not None else None,
+                                 context=ctx, context_mask=ctx_mask,
                                  enabled=self.grad_checkpointing)
         pooled = x[:, 0]  # (B, C) the [CLS] token
         if self.pooler is not None:
@@ -183,6 +200,46 @@ class BertEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(B, L, dtype=torch.long, device=x.device)
         return dict(text_embeds=x, text_mask=attention_mask, text_pooled=pooled)
+
+    @staticmethod
+    def _contexts(image_embeds, image_mask):
+        """``(contexts, cross-attention masks)`` as lists (``(None, None)``: no context)."""
+        if image_embeds is None:
+            return None, None
+        if isinstance(image_embeds, torch.Tensor):
+            image_embeds, image_mask = [image_embeds], [image_mask]
+        image_embeds = list(image_embeds)
+        if not image_embeds:
+            raise ValueError('image_embeds: an empty list')
+        if image_mask is None or isinstance(image_mask, torch.Tensor):
+            image_mask = [image_mask] * len(image_embeds)
+        image_mask = list(image_mask)
+        if len(image_mask) != len(image_embeds):
+            raise ValueError(f'{len(image_embeds)} contexts (image_embeds) but '
+                             f'{len(image_mask)} masks (image_mask)')
+        return image_embeds, [None if m is None else build_attn_mask(m)  # (B, 1, 1, S)
+                              for m in image_mask]
+
+    def share_cross_attention_kv(self, pairs: Iterable[Sequence[int]]) -> None:
+        """Tie the key/value projection of the cross-attention of each ``(a, b)`` pair of
+        layers: layer ``b`` then uses layer ``a``'s ``cross_attn.kv`` module (the fused
+        key + value linear, weight and bias), the same ``Parameter`` objects; queries,
+        output projection, norms, self-attention and FFN stay separate. ALBEF's NLVR2
+        model (``share_cross_attention``) ties the two layers made from one pre-trained
+        fusion layer. Layer ``b``'s own key/value weights are discarded; the state dict
+        still lists the key under both layers (equal tensors). Tied pairs are recorded in
+        ``shared_cross_kv``."""
+        pairs = [(int(a), int(b)) for a, b in pairs]
+        for a, b in pairs:
+            if a == b or a not in self.cross_layers or b not in self.cross_layers:
+                raise ValueError(f'share_cross_attention_kv: ({a}, {b}) must be two distinct '
+                                 f'cross-attention layers ({sorted(self.cross_layers)})')
+            kv_a, kv_b = self.blocks[a].cross_attn.kv, self.blocks[b].cross_attn.kv
+            if kv_a.weight.shape != kv_b.weight.shape:
+                raise ValueError(f'share_cross_attention_kv: layers {a} and {b} have different '
+                                 'key/value shapes')
+            self.blocks[b].cross_attn.kv = kv_a
+        self.shared_cross_kv = self.shared_cross_kv + pairs
 
     # -- HF checkpoints ---------------------------------------------------------------
     def load_hf_state_dict(self, src: Union[str, Dict[str, torch.Tensor]],
