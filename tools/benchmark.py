@@ -1,7 +1,7 @@
 """Train-step benchmark of a vlp config, optionally against an anchor implementation.
 
     python tools/benchmark.py CONFIG [--batch-size N] [--steps K] [--warmup W]
-        [--compare open_clip|none] [--amp bf16] [--compile] [--grad-ckpt]
+        [--compare open_clip|hf|none] [--amp bf16] [--compile] [--grad-ckpt]
         [--device cpu|cuda] [--json OUT.json] [--cfg-options KEY=VALUE ...]
 
 Builds the config's model (random weights: pretrained weights are not loaded), a synthetic
@@ -16,10 +16,17 @@ with ``torch.utils.flop_counter``: forward and backward) and the achieved fracti
 machine's dense matmul peak (MFU; the peak measured here with a large matmul in the run's
 precision).
 
-``--compare open_clip`` (CLIP configs with a timm ViT and vlp's TextTransformer): builds
-open_clip's ``CLIP`` with the same sizes, checks that the parameter counts agree, and times
-both in the same process on the same batch, alternating step by step, then prints the
-ratio of samples/s and of peak memory (CUDA only; CPU RSS is per process).
+``--compare open_clip|hf`` builds the same architecture and shapes in an anchor
+(``tools/benchmark_anchors.py``): open_clip's ``CLIP`` / ``CoCa`` (open_clip's layout:
+shared pooler, as ``tools/convert/open_clip_coca_to_vlp.py`` writes); HF ``CLIPModel``,
+BLIP's pre-training step over HF's BLIP modules, BLIP-2's stage-1 ITC + ITM over
+``Blip2ForImageTextRetrieval``'s modules, ``ViltForMaskedLM`` + an ITM head. It checks that
+the compared parameters (trainable, less the parts of objectives one side lacks; totals
+reported beside them) agree and refuses otherwise; where vlp computes objectives the
+anchor has no counterpart for (BLIP-2's ITG, ViLT's WPA), vlp runs only the shared ones.
+Both are timed in the same process on the same batch, alternating step by step; the
+table says what each side's step computes, and the ratio of samples/s is printed (peak
+memory is per process on a CPU).
 
 Output: a table on stdout and, with ``--json``, the numbers as JSON.
 """
@@ -35,6 +42,7 @@ import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 
 def _sync(device: str) -> None:
@@ -152,29 +160,6 @@ def time_steps(steps: Dict[str, Callable], n: int, warmup: int, device: str) -> 
     return times, baseline
 
 
-def open_clip_twin(model, cfg, device: str):
-    """open_clip ``CLIP`` with the sizes of a vlp CLIP (timm ViT + TextTransformer)."""
-    import open_clip
-    from open_clip.loss import ClipLoss
-    vit = model.vision.model
-    text = model.text
-    v_width = vit.embed_dim
-    v_heads = vit.blocks[0].attn.num_heads
-    quick = 'quick' in type(vit.blocks[0].mlp.act).__name__.lower()
-    vision_cfg = open_clip.CLIPVisionCfg(
-        layers=len(vit.blocks), width=v_width, head_width=v_width // v_heads,
-        mlp_ratio=vit.blocks[0].mlp.fc1.out_features / v_width,
-        patch_size=vit.patch_embed.patch_size[0], image_size=vit.patch_embed.img_size[0])
-    t_block = text.blocks[0]
-    text_cfg = open_clip.CLIPTextCfg(
-        context_length=text.context_length, vocab_size=text.token_embedding.num_embeddings,
-        width=text.width, heads=t_block.attn.num_heads, layers=len(text.blocks),
-        mlp_ratio=t_block.mlp.fc1.out_features / text.width)
-    embed_dim = model.vision_proj.out_dim
-    twin = open_clip.CLIP(embed_dim, vision_cfg, text_cfg, quick_gelu=quick).to(device)
-    return twin, ClipLoss()
-
-
 def n_params(m) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -185,7 +170,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--batch-size', type=int, default=None)
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--compare', default='none', choices=['none', 'open_clip'])
+    parser.add_argument('--compare', default='none', choices=['none', 'open_clip', 'hf'])
     parser.add_argument('--amp', default=None, choices=[None, 'bf16'])
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--grad-ckpt', action='store_true')
@@ -215,20 +200,29 @@ def main(argv=None) -> dict:
         losses = fwd(inputs, samples, mode='loss')
         return sum(v for k, v in losses.items() if 'loss' in k)
 
+    anchor = None
+    if args.compare != 'none':
+        from benchmark_anchors import build_anchor, param_report
+        anchor = build_anchor(args.compare, model, inputs, samples, args.device)
+        params = param_report(model, anchor)
+        if not params['agree']:
+            raise SystemExit(
+                f'--compare {args.compare}: the compared parameters differ (vlp '
+                f'{params["compared"]["vlp"]:,} vs {anchor.impl} '
+                f'{params["compared"]["anchor"]:,}; totals {params["total"]["vlp"]:,} vs '
+                f'{params["total"]["anchor"]:,}): not the same architecture')
+        if anchor.vlp_loss_fn is not None:
+            vlp_loss = anchor.vlp_loss_fn
+            if args.compile:
+                raise SystemExit('--compile with an objective subset is not supported')
     steps = {'vlp': make_step(model, vlp_loss, args.device, args.amp)}
     counts = {'vlp': n_params(model)}
-    if args.compare == 'open_clip':
-        if type(model).__name__ != 'CLIP':
-            raise SystemExit('--compare open_clip needs a CLIP config')
-        twin, clip_loss = open_clip_twin(model, cfg, args.device)
-        twin_fwd = torch.compile(twin) if args.compile else twin
-
-        def oc_loss():
-            img, txt, scale = twin_fwd(inputs['images'], inputs['input_ids'])
-            return clip_loss(img, txt, scale)
-
-        steps['open_clip'] = make_step(twin, oc_loss, args.device, args.amp)
-        counts['open_clip'] = n_params(twin)
+    if anchor is not None:
+        twin_loss = anchor.loss_fn
+        if args.compile:
+            twin_loss = torch.compile(anchor.loss_fn)
+        steps[anchor.name] = make_step(anchor.model, twin_loss, args.device, args.amp)
+        counts[anchor.name] = n_params(anchor.model)
     flops = count_flops(steps['vlp'])
     dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float32
     peak = matmul_peak(args.device, dtype)
@@ -244,23 +238,39 @@ def main(argv=None) -> dict:
                   matmul_peak_tflops=round(peak / 1e12, 3),
                   peak_memory_mib=round(peak_memory(args.device), 1),
                   step_memory_mib=round(peak_memory(args.device) - baseline, 1), rows=rows)
-    if 'open_clip' in rows:
-        result['params_agree'] = rows['vlp']['params'] == rows['open_clip']['params']
+    if anchor is not None:
+        rows['vlp'].update(compared_params=params['compared']['vlp'],
+                           objectives=anchor.objectives['vlp'])
+        rows[anchor.name].update(impl=anchor.impl, compared_params=params['compared']['anchor'],
+                                 objectives=anchor.objectives['anchor'])
+        result['compare'] = dict(anchor=anchor.name, impl=anchor.impl, params=params,
+                                 notes=anchor.notes)
+        result['params_agree'] = params['agree']
         result['speed_ratio'] = round(rows['vlp']['samples_per_s'] /
-                                      rows['open_clip']['samples_per_s'], 3)
+                                      rows[anchor.name]['samples_per_s'], 3)
     print(f'{args.config}  device={args.device}  batch={B}  amp={args.amp}  '
           f'compile={args.compile}  grad_ckpt={args.grad_ckpt}')
-    print(f'{"impl":10s} {"params":>12s} {"step (s)":>10s} {"samples/s":>10s}')
+    print(f'{"impl":10s} {"params":>12s} {"compared":>12s} {"step (s)":>10s} '
+          f'{"samples/s":>10s}  timed step')
     for k, r in rows.items():
-        print(f'{k:10s} {r["params"]:12,d} {r["step_s"]:10.4f} {r["samples_per_s"]:10.2f}')
+        cmp = f'{r["compared_params"]:12,d}' if 'compared_params' in r else f'{"":12s}'
+        print(f'{k:10s} {r["params"]:12,d} {cmp} {r["step_s"]:10.4f} '
+              f'{r["samples_per_s"]:10.2f}  {r.get("objectives", "full training loss")}')
     print(f'FLOPs/sample {rows["vlp"]["flops_per_sample"]:,}  MFU {rows["vlp"]["mfu"]:.1%} '
           f'of a measured {result["matmul_peak_tflops"]} TFLOP/s  '
           f'peak memory {result["peak_memory_mib"]} MiB, of which '
           f'{result["step_memory_mib"]} MiB above the state between steps (activations, '
           'gradients, temporaries)')
-    if 'speed_ratio' in result:
-        print(f'vlp / open_clip samples/s: {result["speed_ratio"]}  '
-              f'(parameter counts {"agree" if result["params_agree"] else "DIFFER"})')
+    if anchor is not None:
+        print(f'anchor: {anchor.impl}')
+        for note in anchor.notes:
+            print(f'note: {note}')
+        ex = {k: v for k, v in params['excluded'].items() if v}
+        print(f'vlp / {anchor.name} samples/s: {result["speed_ratio"]}  (compared parameters '
+              '(trainable' + (f', less {ex}' if ex else '') + ') '
+              f'{"agree" if result["params_agree"] else "DIFFER"}: '
+              f'{params["compared"]["vlp"]:,}; totals {params["total"]["vlp"]:,} vs '
+              f'{params["total"]["anchor"]:,})')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
