@@ -212,6 +212,25 @@ def test_predict_caption_mode():
     assert all(isinstance(o['pred_caption'], str) for o in out)
 
 
+@pytest.mark.parametrize('kind', ['opt', 't5'])
+def test_predict_vqa_mode_prompts_each_question(kind):
+    model = blip2(kind, predict_mode='vqa', vqa_prompt='question {} answer :',
+                  generation_cfg=dict(max_length=4)).eval()
+    data = batch(model, 2)
+    questions = ['what color is it', 'is it red']
+    out = model(data, dict(question_id=[5, 6], question=questions), mode='predict')
+    assert [o['question_id'] for o in out] == [5, 6]
+    # each answer is the generation with that sample's question in the prompt
+    raw = data['images']
+    expected = [model._generate(raw[i:i + 1], [f'question {q} answer :'])[0].strip()
+                for i, q in enumerate(questions)]
+    assert [o['pred_answer'] for o in out] == expected
+    with pytest.raises(ValueError, match='question'):
+        model(data, dict(question_id=[5, 6]), mode='predict')
+    with pytest.raises(ValueError, match='vqa_prompt'):
+        blip2(kind, predict_mode='vqa', vqa_prompt='no slot')
+
+
 def test_unfrozen_llm_trains_and_llava_options():
     model = blip2('opt', qformer=None, use_queries=False, projector='mlp2x_gelu',
                   ln_vision=False,

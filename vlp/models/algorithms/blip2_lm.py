@@ -67,6 +67,12 @@ class BLIP2LM(VLPModel):
             ``ln_vision`` and ``qformer`` from a vlp BLIP-2 stage-1 checkpoint (keys
             ``vision.*`` / ``ln_vision.*`` / ``qformer.*``), see :meth:`load_stage1`.
         generation_cfg: decoding options of :meth:`predict` (see :meth:`generate`).
+        predict_mode: ``'caption'`` (``pred_caption`` per image, for ``CaptionMetric``) or
+            ``'vqa'`` (open-ended answering: each sample's ``question`` put into
+            ``vqa_prompt``, the generated text as ``pred_answer``, for ``VQAAccuracy``).
+        vqa_prompt: BLIP-2's zero-shot VQA prompt (Sec. 4.1: ``'Question: {} Short
+            answer:'``; beam search 5, ``max_length`` 10, ``length_penalty`` -1 in LAVIS's
+            evaluation, set in ``generation_cfg``).
         tokenizer: the LLM's tokenizer (``dict(type='LMTokenizer', pretrained=...)``, or
             a ``transformers`` tokenizer set with ``model.tokenizer = ...``).
 
@@ -85,6 +91,7 @@ class BLIP2LM(VLPModel):
                  llm_grad_checkpointing: bool = False, prompt: str = '',
                  label_smoothing: float = 0.0, stage1: Optional[dict] = None,
                  generation_cfg: Optional[dict] = None, predict_mode: str = 'caption',
+                 vqa_prompt: str = 'Question: {} Short answer:',
                  data_preprocessor: Optional[dict] = None, tokenizer=None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor,
@@ -94,8 +101,11 @@ class BLIP2LM(VLPModel):
             self.tokenizer = tokenizer  # a tokenizer object
         if projector not in PROJECTORS:
             raise ValueError(f'projector must be one of {PROJECTORS}, got {projector!r}')
-        if predict_mode != 'caption':
-            raise ValueError(f"BLIP2LM.predict_mode must be 'caption', got {predict_mode!r}")
+        if predict_mode not in ('caption', 'vqa'):
+            raise ValueError(f"BLIP2LM.predict_mode must be 'caption' or 'vqa', got "
+                             f'{predict_mode!r}')
+        if '{}' not in vqa_prompt:
+            raise ValueError(f'vqa_prompt needs a "{{}}" for the question: {vqa_prompt!r}')
         if use_queries == (qformer is None):
             raise ValueError('BLIP2LM: a qformer config is needed with use_queries=True and '
                              'must be None with use_queries=False')
@@ -123,6 +133,7 @@ class BLIP2LM(VLPModel):
         self.lm_loss = build_part(dict(type='CaptionLoss', label_smoothing=label_smoothing))
         self.generation_cfg = dict(generation_cfg or {})
         self.predict_mode = predict_mode
+        self.vqa_prompt = vqa_prompt
         if stage1 is not None and stage1.get('checkpoint') is not None:
             self.load_stage1(stage1['checkpoint'], strict=stage1.get('strict', True))
         if self.vision_dtype is not None:
@@ -286,14 +297,21 @@ class BLIP2LM(VLPModel):
         return out.logits, labels
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
-        """One dict per image with ``pred_caption`` (decoded with ``generation_cfg``) and
-        the sample's metadata (``image_id``, the references in ``text``) for
-        ``CaptionMetric``."""
+        """One dict per image with the sample's metadata and ``pred_caption`` (decoded with
+        ``generation_cfg``; the references in ``text`` for ``CaptionMetric``) or, with
+        ``predict_mode='vqa'``, ``pred_answer`` to the sample's ``question``."""
         images = inputs.get('images')
         if images is None:
             raise ValueError('BLIP2LM.predict needs images')
-        captions = self._generate(images)
         metas = _split_meta(data_samples, images.shape[0])
+        if self.predict_mode == 'vqa':
+            if any('question' not in m for m in metas):
+                raise ValueError("BLIP2LM.predict (vqa) needs each sample's question "
+                                 "(data_samples['question'])")
+            answers = self._generate(images, [self.vqa_prompt.format(m['question'])
+                                              for m in metas])
+            return [dict(m, pred_answer=a.strip()) for m, a in zip(metas, answers)]
+        captions = self._generate(images)
         return [dict(metas[i], pred_caption=captions[i]) for i in range(len(captions))]
 
     # -- generation ---------------------------------------------------------------------------
