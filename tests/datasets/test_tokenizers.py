@@ -210,12 +210,18 @@ def test_demo_tokenizer_tasks_vocabulary(style, tmp_path):
     tasks = DemoTokenizer(style=style, vocabulary='tasks')
     cv, tv = captions.get_vocab(), tasks.get_vocab()
     assert set(cv) < set(tv) and tasks.vocab_size == len(tv) > captions.vocab_size
-    # the words sorted together, after the same leading specials
-    n_head = 2 if style == 'clip' else 5
-    words = sorted(tv, key=tv.get)[n_head:len(tv) - (2 if style == 'clip' else 0)]
-    assert words == sorted(words)
+    # the caption vocabulary extended at its end: every caption word (and, in 'bert' style,
+    # every caption special token) keeps its id; the new words follow, sorted
+    moved = {'<|startoftext|>', '<|endoftext|>'} if style == 'clip' else set()
+    assert all(tv[t] == i for t, i in cv.items() if t not in moved)
+    new = sorted(set(tv) - set(cv), key=tv.get)
+    assert new == sorted(new) and min(tv[t] for t in new) == len(cv) - len(moved)
     if style == 'clip':
         assert tasks.eot_token_id == tasks.vocab_size - 1
+    with_extra = DemoTokenizer(style=style, vocabulary='tasks',
+                               additional_special_tokens=['[DEC]', '[ENC]'])
+    plain_extra = DemoTokenizer(style=style, additional_special_tokens=['[DEC]', '[ENC]'])
+    assert with_extra.token_to_id('[ENC]') == plain_extra.token_to_id('[ENC]')
     out = tasks(['what colour is the circle?', 'the left image contains an orange star',
                  'the red circle is made of wood', 'how many crosses are there?'])
     assert (out['input_ids'] != tasks.unk_token_id).all()

@@ -237,3 +237,31 @@ def test_load_pretrained_family_checkpoint(tmp_path):
     with pytest.raises(ValueError, match='no key'):
         VLClassifier(model_cfg, dict(type='ClassifierHead', in_channels=cfg.width,
                                      num_classes=3), pretrained=str(tmp_path / 'other.pth'))
+
+
+def test_pretrained_from_work_dir_with_a_grown_vocabulary(tmp_path):
+    """A model pre-trained on the caption vocabulary (53 ids) fine-tunes on the task
+    vocabulary (115 ids, the caption ids kept): the embedding rows are copied, the new rows
+    keep their init; the checkpoint is found through the work dir's last_checkpoint."""
+    model_cfg, cfg = family_cfg('albef')
+    family = MODELS.build(model_cfg)
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=family.state_dict()), ckpt)
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    grown_cfg = dict(model_cfg, text=dict(model_cfg['text'], vocab_size=115), mlm_head=None)
+    clf = VLClassifier(grown_cfg, dict(type='ClassifierHead', in_channels=cfg.width,
+                                       num_classes=3), pretrained=str(tmp_path))
+    old = family.text.word_embeddings.weight
+    new = clf.model.text.word_embeddings.weight
+    assert new.shape == (115, old.shape[1])
+    torch.testing.assert_close(new[:53], old)
+    assert not torch.equal(new[53:60], torch.zeros_like(new[53:60]))  # init kept
+    # any other shape mismatch is refused
+    bad_cfg = dict(model_cfg, fusion=dict(model_cfg['fusion'], intermediate_size=128))
+    with pytest.raises(ValueError, match='shape mismatch'):
+        VLClassifier(bad_cfg, dict(type='ClassifierHead', in_channels=cfg.width,
+                                   num_classes=3), pretrained=str(ckpt))
+    (tmp_path / 'untrained').mkdir()
+    with pytest.raises(FileNotFoundError, match='last_checkpoint'):
+        VLClassifier(model_cfg, dict(type='ClassifierHead', in_channels=cfg.width,
+                                     num_classes=3), pretrained=str(tmp_path / 'untrained'))

@@ -34,7 +34,7 @@ from .demo import (COLOURS, POSITIONS, SHAPES, _POS_WORDS, _split_id, Obj, demo_
 from .image_text import BaseImageTextDataset
 from .transforms.processing import ToTensor
 
-DEMO_TASKS_VERSION = 'tasks-v1'  # bump when task templates change (keys the tokenizer cache)
+DEMO_TASKS_VERSION = 'tasks-v2'  # bump when task texts or the vocabulary layout change
 
 DEFAULT_NUM_TASK_IMAGES = {'train': 1700, 'val': 170, 'test': 170}
 DEFAULT_NUM_PAIRS = {'train': 5000, 'val': 500, 'test': 500}

@@ -347,21 +347,21 @@ DEMO_VOCABULARIES = ('captions', 'tasks')
 @lru_cache(maxsize=4)
 def _demo_words(vocabulary: str = 'captions') -> Tuple[str, ...]:
     """Sorted word-level vocabulary (whitespace/punctuation split) of the demo corpus
-    (``'captions'``) or of it plus the demo task texts (``'tasks'``); computed once per
-    process."""
+    (``'captions'``), or, for ``'tasks'``, the pair (caption words, the demo task texts'
+    other words, sorted); computed once per process."""
     from .demo import demo_corpus  # local import: demo imports this module's users
     if vocabulary not in DEMO_VOCABULARIES:
         raise ValueError(f'vocabulary must be one of {DEMO_VOCABULARIES}, got {vocabulary!r}')
-    texts = [demo_corpus()]
-    if vocabulary == 'tasks':
-        from .demo_tasks import demo_task_corpus
-        texts.append(demo_task_corpus())
     pre = pre_tokenizers.Whitespace()
-    words = set()
-    for corpus in texts:
-        for text in corpus:
-            words.update(w for w, _ in pre.pre_tokenize_str(text.lower()))
-    return tuple(sorted(words))
+
+    def words_of(corpus) -> set:
+        return {w for text in corpus for w, _ in pre.pre_tokenize_str(text.lower())}
+
+    captions = sorted(words_of(demo_corpus()))
+    if vocabulary == 'captions':
+        return tuple(captions)
+    from .demo_tasks import demo_task_corpus
+    return tuple(captions), tuple(sorted(words_of(demo_task_corpus()) - set(captions)))
 
 
 @TOKENIZERS.register_module()
@@ -379,8 +379,12 @@ class DemoTokenizer(HFTokenizer):
         max_length: padded length (32 holds every demo caption).
         vocabulary: ``'captions'`` (the caption corpus: the default, whose ids and size the
             demo configs rely on, 53 ids for ``'bert'`` and 52 for ``'clip'``) or ``'tasks'``
-            (those words plus every word of the demo task texts of
-            :mod:`vlp.datasets.demo_tasks`, sorted together, so ids differ).
+            (the caption vocabulary extended: every caption word and special token keeps
+            its ``'captions'`` id, the other words of the demo task texts of
+            :mod:`vlp.datasets.demo_tasks` follow, sorted, after the
+            ``additional_special_tokens``; in ``'clip'`` style before the start / end
+            tokens, which move). A model pre-trained on the captions thus fine-tunes on
+            the tasks with its word embeddings grown, not permuted.
         cache_dir: if given, the built ``tokenizer.json`` is cached there under a name keyed
             by a hash of the vocabulary recipe, and read back from there next time.
     """
@@ -432,15 +436,19 @@ class DemoTokenizer(HFTokenizer):
     @staticmethod
     def build(style: str, additional_special_tokens: Sequence[str] = (),
               vocabulary: str = 'captions') -> Tokenizer:
-        words = list(_demo_words(vocabulary))
+        if vocabulary == 'tasks':  # the caption vocabulary extended at its end
+            words, task_words = (list(w) for w in _demo_words(vocabulary))
+        else:
+            words, task_words = list(_demo_words(vocabulary)), []
         extra = list(additional_special_tokens)
         if style == 'clip':
-            tokens = ['<pad>', '<unk>'] + words + extra + [CLIP_SOT, CLIP_EOT]
+            # the end-of-text token stays the largest id (CLIP's argmax pooling)
+            tokens = ['<pad>', '<unk>'] + words + extra + task_words + [CLIP_SOT, CLIP_EOT]
             unk = '<unk>'
             specials = ['<pad>', '<unk>'] + extra + [CLIP_SOT, CLIP_EOT]
         else:
             head = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
-            tokens = head + words + extra
+            tokens = head + words + extra + task_words
             unk = '[UNK]'
             specials = head + extra
         vocab = {t: i for i, t in enumerate(tokens)}

@@ -123,6 +123,8 @@ class BLIPVQA(BLIP):
         enc_token_id / dec_token_id: ids of ``[ENC]`` / ``[DEC]`` (default: looked up in
             the tokenizer).
         data_preprocessor, tokenizer, grad_checkpointing, init_cfg: see :class:`BLIP`.
+        pretrained: a BLIP checkpoint (file or work directory) loaded when built (see
+            :meth:`load_pretrained`); ``None``: none.
         **blip_keys: BLIP pre-training keys (``vision_proj``, ``itm_head``, ``queue_size``,
             ...), accepted so that a BLIP config can be re-typed, and ignored.
     """
@@ -135,7 +137,7 @@ class BLIPVQA(BLIP):
                  enc_token_id: Optional[int] = None, dec_token_id: Optional[int] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None,
-                 **blip_keys):
+                 pretrained: Optional[str] = None, **blip_keys):
         unknown = set(blip_keys) - _BLIP_ONLY_KEYS
         if unknown:
             raise TypeError(f'BLIPVQA got unexpected arguments {sorted(unknown)}')
@@ -163,6 +165,17 @@ class BLIPVQA(BLIP):
         self._enc_token_id, self._dec_token_id = enc_token_id, dec_token_id
         self.answer_list = answer_list
         self.set_grad_checkpointing(grad_checkpointing)
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def load_pretrained(self, path: str):
+        """Load a BLIP pre-training checkpoint (file or work directory) non-strictly and
+        loudly (:func:`~vlp.models.algorithms.downstream.load_pretrained_weights`): the
+        pre-training-only parts are reported unused; a vocabulary extended with task tokens
+        grows the word embeddings and the tied LM head (checkpoint rows copied)."""
+        from .downstream import GROW_KEYS, load_pretrained_weights
+        return load_pretrained_weights(
+            self, path, grow_keys=GROW_KEYS + (r'^lm_head\.(decoder\.weight|bias)$',))
 
     @staticmethod
     def _check_inference(inference: str) -> None:

@@ -22,9 +22,11 @@ VLMo's fused text ``[CLS]``, BEiT-3's image ``[CLS]`` of the joint encoding (its
 ``[CLS]``, BLIP's image-grounded text encoder ``[ENC]`` state.
 
 Pre-trained weights: ``pretrained`` names a checkpoint of the family model (a vlp training
-checkpoint or a converted one); its keys are loaded into ``model.*`` after ``revise_keys``
-(regular-expression renames, e.g. VLMo's pretrained ITM pooler into the head's pooler), and
-the missing / unexpected keys are logged. ``drop_parts`` removes pre-training-only parts
+checkpoint, a converted one, or a work directory: its ``last_checkpoint``); its keys are
+loaded into ``model.*`` after ``revise_keys`` (regular-expression renames, e.g. VLMo's
+pretrained ITM pooler into the head's pooler), a vocabulary extended with task tokens grows
+the word embeddings (the checkpoint's rows copied), and the missing / unexpected keys are
+logged. ``drop_parts`` removes pre-training-only parts
 (projections, momentum twins, queues, MLM / ITM heads) from the family model so they are
 neither trained, saved, nor reported as unused parameters by DDP.
 
@@ -33,6 +35,7 @@ embedding; here both images use the image type (the two passes are told apart by
 position in the concatenation only).
 """
 import logging
+import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -46,16 +49,84 @@ from .base import VLPModel, build_part
 from .clip import _split_meta
 
 
+#: keys whose first dimension may grow from checkpoint to model (a vocabulary extended with
+#: new tokens: the checkpoint's rows are copied, the new rows keep their initialisation)
+GROW_KEYS = (r'word_embeddings\.weight$',)
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint file, or a work directory (its ``last_checkpoint``, as mmengine writes
+    it after training)."""
+    if osp.isdir(path):
+        last = osp.join(path, 'last_checkpoint')
+        if not osp.isfile(last):
+            raise FileNotFoundError(f'{path} is a directory without a last_checkpoint file: '
+                                    'train the model first, or name a checkpoint file')
+        with open(last, encoding='utf-8') as f:
+            path = f.read().strip()
+    if '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(f'pretrained checkpoint not found: {path}')
+    return path
+
+
 def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
-    """The model weights of a checkpoint file (``state_dict`` / ``model`` / ``module``
-    wrappers and a leading ``module.`` removed)."""
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    """The model weights of a checkpoint file or work directory (``state_dict`` / ``model``
+    / ``module`` wrappers and a leading ``module.`` removed)."""
+    ckpt = CheckpointLoader.load_checkpoint(resolve_checkpoint(path), map_location='cpu')
     for key in ('state_dict', 'model', 'module'):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]
             break
     return {re.sub(r'^module\.', '', k): v for k, v in ckpt.items()
             if isinstance(v, torch.Tensor)}
+
+
+def load_pretrained_weights(module: torch.nn.Module, path: str, prefix: str = '',
+                            revise_keys: Sequence[Tuple[str, str]] = (),
+                            grow_keys: Sequence[str] = GROW_KEYS,
+                            adapt=None) -> Dict[str, List[str]]:
+    """Load a checkpoint into ``module`` without strictness, loudly: its keys get ``prefix``,
+    then ``revise_keys`` renames (``(pattern, replacement)``, in order); ``adapt`` may first
+    rewrite the raw state dict (e.g. ALBEF's NLVR2 fusion expansion). Tensors whose key
+    matches ``grow_keys`` may be shorter in their first dimension than the module's (new
+    vocabulary rows keep their init); any other shape mismatch, or no matching key at all,
+    raises. Returns and logs the missing and unused keys."""
+    sd = load_state_dict_file(path)
+    if adapt is not None:
+        sd = adapt(sd)
+    state = {f'{prefix}{k}': v for k, v in sd.items()}
+    for pattern, repl in revise_keys:
+        state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+    own = module.state_dict()
+    matched = [k for k in state if k in own]
+    name = type(module).__name__
+    if not matched:
+        raise ValueError(f'{path}: no key of the checkpoint matches {name} (e.g. '
+                         f'{next(iter(state), None)!r})')
+    grown = []
+    for k in matched:
+        src, dst = state[k], own[k]
+        if src.shape == dst.shape:
+            continue
+        if (any(re.search(p, k) for p in grow_keys) and src.dim() == dst.dim()
+                and src.shape[1:] == dst.shape[1:] and src.shape[0] < dst.shape[0]):
+            full = dst.detach().clone()
+            full[:src.shape[0]] = src.to(full.dtype)
+            state[k] = full
+            grown.append(f'{k} {src.shape[0]} -> {dst.shape[0]}')
+            continue
+        raise ValueError(f'{path}: shape mismatch for {k} (checkpoint {tuple(src.shape)} vs '
+                         f'model {tuple(dst.shape)})')
+    result = module.load_state_dict({k: state[k] for k in matched}, strict=False)
+    unexpected = sorted(k for k in state if k not in own)
+    missing = sorted(result.missing_keys)
+    print_log(f'{name}: loaded {len(matched)} tensors from {path}'
+              f'{"; vocabulary grown: " + ", ".join(grown) if grown else ""}; missing '
+              f'(trained from scratch) {len(missing)}: {missing[:8]}'
+              f'{" ..." if len(missing) > 8 else ""}; unused {len(unexpected)}: '
+              f'{unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}',
+              logger='current', level=logging.INFO)
+    return dict(missing_keys=missing, unexpected_keys=unexpected, grown=grown)
 
 
 class DownstreamModel(VLPModel):
@@ -108,33 +179,11 @@ class DownstreamModel(VLPModel):
         ALBEF's copy into momentum twins that fine-tuning drops, is not re-run)."""
 
     def load_pretrained(self, path: str) -> Dict[str, List[str]]:
-        """Load a family-model checkpoint (see the class docstring); returns and logs the
-        missing and unexpected keys. Raises when no key matches."""
-        sd = load_state_dict_file(path)
-        if hasattr(self.model, 'adapt_pretrained_state_dict'):  # e.g. ALBEF's NLVR2 layout
-            sd = self.model.adapt_pretrained_state_dict(sd)
-        state = {f'model.{k}': v for k, v in sd.items()}
-        for pattern, repl in self.revise_keys:
-            state = {re.sub(pattern, repl, k): v for k, v in state.items()}
-        own = self.state_dict()
-        matched = [k for k in state if k in own]
-        if not matched:
-            raise ValueError(f'{path}: no key of the checkpoint matches {type(self).__name__} '
-                             f'(e.g. {next(iter(state), None)!r}); is it a checkpoint of '
-                             f'{type(self.model).__name__}?')
-        bad = [k for k in matched if state[k].shape != own[k].shape]
-        if bad:
-            raise ValueError(f'{path}: shape mismatch for {bad[:5]} (checkpoint '
-                             f'{tuple(state[bad[0]].shape)} vs model {tuple(own[bad[0]].shape)})')
-        result = self.load_state_dict({k: state[k] for k in matched}, strict=False)
-        unexpected = sorted(k for k in state if k not in own)
-        missing = sorted(result.missing_keys)
-        print_log(f'{type(self).__name__}: loaded {len(matched)} tensors from {path}; '
-                  f'missing (trained from scratch) {len(missing)}: {missing[:8]}'
-                  f'{" ..." if len(missing) > 8 else ""}; unused {len(unexpected)}: '
-                  f'{unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}',
-                  logger='current', level=logging.INFO)
-        return dict(missing_keys=missing, unexpected_keys=unexpected)
+        """Load a family-model checkpoint (file or work directory) into ``model`` (see the
+        class docstring and :func:`load_pretrained_weights`)."""
+        return load_pretrained_weights(
+            self, path, prefix='model.', revise_keys=self.revise_keys,
+            adapt=getattr(self.model, 'adapt_pretrained_state_dict', None))
 
     def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
                        attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
