@@ -93,3 +93,14 @@ def test_clean_caption():
     assert out['text'] == ['one two three', 'five']
     with pytest.raises(ValueError):
         CleanCaption(style='nope')
+
+
+def test_set_text_before_tokenize():
+    from vlp.datasets.transforms import SetText, Tokenize
+    from vlp.datasets.tokenizers import DemoTokenizer
+    tok = DemoTokenizer(style='bert', max_length=8)
+    out = Tokenize(tok)(SetText('a picture')(dict(label=3)))
+    assert out['text'] == 'a picture' and out['label'] == 3
+    assert out['input_ids'].tolist()[:4] == [tok.cls_token_id, tok.token_to_id('a'),
+                                             tok.token_to_id('picture'), tok.sep_token_id]
+    assert SetText('x', key='question')(dict(question='old'))['question'] == 'x'

@@ -135,3 +135,21 @@ class CleanCaption:
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(max_words={self.max_words}, style={self.style!r})'
+
+
+@TRANSFORMS.register_module()
+class SetText:
+    """Write a fixed text into ``results[key]`` (before ``Tokenize``): a model that always
+    reads a text, given samples that have none, e.g. a single-stream ViLT trained as an
+    image classifier (its image-only initialisation, as ViLT starts from an ImageNet ViT)
+    reads a constant prompt."""
+
+    def __init__(self, text: str, key: str = 'text'):
+        self.text, self.key = text, key
+
+    def __call__(self, results: dict) -> dict:
+        results[self.key] = self.text
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(text={self.text!r}, key={self.key!r})'
