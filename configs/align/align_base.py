@@ -28,8 +28,9 @@ model = dict(
               num_heads=12, intermediate_size=3072, max_position_embeddings=512),
     vision_proj=None,  # the pooled 640-d feature map is the image embedding
     text_proj=dict(type='Projection', in_dim=768, out_dim=640, bias=True),
+    # local loss: [B, W*B] logits per rank instead of [W*B, W*B], the same gradients
     itc=dict(type='ContrastiveLoss', temperature=1.0, max_logit_scale=100.0,
-             label_smoothing=0.1),
+             label_smoothing=0.1, local_loss=True),
     tokenizer=tokenizer)
 
 train_pipeline = [

@@ -24,8 +24,11 @@ model = dict(
               layers=12, heads=8, act_layer='quick_gelu'),
     vision_proj=dict(type='Projection', in_dim=768, out_dim=512),
     text_proj=dict(type='Projection', in_dim=512, out_dim=512),
+    # local loss (open_clip --local-loss with gather-with-grad): each rank scores its own
+    # B rows against the W*B gathered columns, [B, W*B] logits instead of [W*B, W*B]; the
+    # same gradients (tests/models/test_contrastive.py, 2 ranks)
     itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0,
-             local_loss=False),
+             local_loss=True),
     tokenizer=tokenizer,
     grad_checkpointing=False)
 

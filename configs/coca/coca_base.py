@@ -40,7 +40,9 @@ model = dict(
     pooler_layout='parallel',
     vision_proj=None,
     text_proj=None,
-    itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0),
+    # local loss: [B, W*B] logits per rank instead of [W*B, W*B], the same gradients
+    itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0,
+             local_loss=True),
     caption_loss=dict(type='CaptionLoss', label_smoothing=0.0),
     contrastive_weight=1.0,
     caption_weight=2.0,
