@@ -40,10 +40,22 @@ def test_configs_found():
     assert CONFIGS and DEMOS
 
 
+def _stray_deletes(x, where=''):
+    """Paths of ``_delete_`` keys left in a resolved config (a ``_delete_=True`` with
+    nothing to replace in the base survives the merge and reaches the builders)."""
+    if isinstance(x, dict):
+        return ([where] if '_delete_' in x else []) + [
+            w for k, v in x.items() for w in _stray_deletes(v, f'{where}.{k}')]
+    if isinstance(x, (list, tuple)):
+        return [w for i, v in enumerate(x) for w in _stray_deletes(v, f'{where}[{i}]')]
+    return []
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=_rel)
 def test_config_builds_model(path):
     cfg = Config.fromfile(str(path))
     assert cfg.default_scope == 'vlp'
+    assert not _stray_deletes(cfg.to_dict())
     init_default_scope('vlp')
     model_cfg = cfg.model.copy()
     if not path.name.endswith('_tiny_demo.py'):

@@ -1,17 +1,13 @@
 # ALIGN (Jia et al. 2021; EfficientNet-B7 + BERT-base as align_base.py) fine-tuned for
-# image-text retrieval on Flickr30k (Karpathy 29k/1k/1k) (paper Sec. 6.1 / Table 1 "fine-tuned"): the same
-# normalised-softmax contrastive loss (learnable temperature, label smoothing 0.1,
-# in-batch negatives from every rank), ITC ranking only (RetrievalMetric); 289 px images as
-# in pre-training. UNCONFIRMED (the paper's appendix gives its fine-tuning schedule, which we
-# could not check here): lr 1e-5 with linear decay, 10 epochs, batch 64 x 16 = 1024 (the
-# paper uses larger TPU batches); the LAMB optimiser of the pre-training schedule is kept.
-# load_from: the pre-training run of configs/align/align_base.py (no official ALIGN weights
-# are public; no converter).
-_base_ = ['./align_base.py']
+# image-text retrieval on Flickr30k (Karpathy 29k/1k/1k) (paper Sec. 6.1 / Table 1
+# "fine-tuned"). Differs from configs/align/align_retrieval_coco.py (model, loss, ITC
+# ranking, the UNCONFIRMED schedule: lr 1e-5 with linear decay, 10 epochs, batch 1024;
+# load_from: see there) only in what is set here: the Flickr30k data.
+_base_ = ['./align_retrieval_coco.py']
 from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
-# _base_ next to align_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
+# The Flickr30k splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
+# _base_ next to align_retrieval_coco.py (both define the data loaders), so it is read here
+# and replaces the COCO fine-tuning data wholesale (_delete_); the pipelines stay the family's.
 __data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/flickr30k_retrieval.py')
 train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=64)
 train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
@@ -19,17 +15,3 @@ val_dataloader = dict(__data.val_dataloader, _delete_=True)
 val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
 test_dataloader = dict(__data.test_dataloader, _delete_=True)
 test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-load_from = 'work_dirs/align_base/iter_last.pth'
-
-max_epochs = 10
-optim_wrapper = dict(optimizer=dict(lr=1e-5))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True,
-         begin=0, end=max_epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
-auto_scale_lr = dict(base_batch_size=1024, enable=False)

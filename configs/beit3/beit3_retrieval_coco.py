@@ -30,9 +30,9 @@ from mmengine import Config as __Config  # noqa: E402
 __data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
 train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=192)
 train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
+val_dataloader = dict(__data.val_dataloader)  # beit3_base.py has none to replace
 val_dataloader['dataset']['pipeline'] = test_pipeline
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
+test_dataloader = dict(__data.test_dataloader)
 test_dataloader['dataset']['pipeline'] = test_pipeline
 model = dict(
     _delete_=True,

@@ -5,12 +5,14 @@
 #       work_dirs/blip2_retrieval_coco/<best>.pth
 # (ITC ranking, ITM re-ranking of the top k=128, as LAVIS). Training with this config is
 # our extension: the COCO recipe (ITC + ITM + ITG, image encoder fine-tuned, lr 1e-5,
-# 5 epochs, batch 128) on the Flickr30k training split.
+# 5 epochs, batch 128) on the Flickr30k training split. Differs from
+# configs/blip2/blip2_retrieval_coco.py only in what is set here: the Flickr30k data and
+# load_from (the COCO-fine-tuned model).
 _base_ = ['./blip2_retrieval_coco.py']
 from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
-# _base_ next to blip2_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
+# The Flickr30k splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
+# _base_ next to blip2_retrieval_coco.py (both define the data loaders), so it is read here
+# and replaces the COCO fine-tuning data wholesale (_delete_); the pipelines stay the family's.
 __data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/flickr30k_retrieval.py')
 train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)
 train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}

@@ -1,20 +1,13 @@
-# CoCa-Base (Yu et al. 2022) fine-tuned for image-text retrieval on Flickr30k (Karpathy 29k/1k/1k) with the
-# contrastive objective only: ITC between the attentional-pooled image embedding and the
-# unimodal text [CLS] (learnable temperature, negatives from every rank), ranked by cosine
-# similarity (RetrievalMetric). The captioning loss is a pre-training objective and is
-# switched off (caption_weight=0; vlp's CoCa still runs the multimodal decoder in the
-# forward pass, so the step costs as much as pre-training: a known inefficiency).
-# NOT FROM THE PAPER: CoCa reports only ZERO-SHOT retrieval (Sec. 4.3, Table 3) and gives
-# no retrieval fine-tuning recipe. Our choices: AdamW lr 1e-5, weight decay 0.1, 1 epoch
-# warm-up then cosine, 10 epochs, batch 128 x 8 = 1024, 288 px (pre-training size).
-# load_from: the pre-training run of configs/coca/coca_base.py, or open_clip CoCa weights
-# converted with tools/convert/open_clip_coca_to_vlp.py (then match coca_base's sizes to
-# the converted config).
-_base_ = ['./coca_base.py']
+# CoCa-Base (Yu et al. 2022) fine-tuned for image-text retrieval on Flickr30k (Karpathy
+# 29k/1k/1k) with the contrastive objective only. NOT FROM THE PAPER: CoCa reports only
+# ZERO-SHOT retrieval (Sec. 4.3, Table 3). Differs from configs/coca/coca_retrieval_coco.py
+# (ITC only with caption_weight=0, cosine ranking, our recipe: AdamW lr 1e-5, 10 epochs,
+# batch 1024, 288 px; load_from: see there) only in what is set here: the Flickr30k data.
+_base_ = ['./coca_retrieval_coco.py']
 from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
-# _base_ next to coca_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
+# The Flickr30k splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
+# _base_ next to coca_retrieval_coco.py (both define the data loaders), so it is read here
+# and replaces the COCO fine-tuning data wholesale (_delete_); the pipelines stay the family's.
 __data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/flickr30k_retrieval.py')
 train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=128)
 train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
@@ -22,22 +15,3 @@ val_dataloader = dict(__data.val_dataloader, _delete_=True)
 val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
 test_dataloader = dict(__data.test_dataloader, _delete_=True)
 test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-model = dict(caption_weight=0.0, predict_mode='retrieval')
-load_from = 'work_dirs/coca_base/iter_last.pth'
-
-max_epochs = 10
-optim_wrapper = dict(_delete_=True, type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.98),
-                                    weight_decay=0.1))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=1, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
-auto_scale_lr = dict(base_batch_size=1024, enable=False)
