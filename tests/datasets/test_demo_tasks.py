@@ -207,6 +207,26 @@ def test_nlvr2_labels_match_scenes_and_are_balanced():
     assert len(texts) >= 4
 
 
+def test_nlvr2_family_and_description_subsets():
+    families = ('left_contains', 'total', 'same_number')
+    ds = DemoNLVR2('test', num_pairs=60, families=families, desc_kinds=('colour',))
+    seen = set()
+    for i in range(len(ds)):
+        info = ds.get_item_info(i)
+        text = info['text']
+        seen.add(text.split()[0])
+        assert text.startswith(('the left image contains', 'there are', 'both images have'))
+        if text.startswith('the left'):
+            assert text.endswith(' shape')  # a colour-only description: "a blue shape"
+        left, right = info['objects']
+        assert nlvr2_truth(text, left, right) == bool(info['label'])
+    assert seen == {'the', 'there', 'both'}
+    with pytest.raises(ValueError, match='families'):
+        DemoNLVR2('test', families=('nope',))
+    with pytest.raises(ValueError, match='desc_kinds'):
+        DemoNLVR2('test', desc_kinds=())
+
+
 def test_nlvr2_sample_schema_and_determinism():
     a = DemoNLVR2('val', num_pairs=6, num_images=30, image_size=32)
     b = DemoNLVR2('val', num_pairs=6, num_images=30, image_size=32)

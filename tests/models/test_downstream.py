@@ -265,3 +265,28 @@ def test_pretrained_from_work_dir_with_a_grown_vocabulary(tmp_path):
     with pytest.raises(FileNotFoundError, match='last_checkpoint'):
         VLClassifier(model_cfg, dict(type='ClassifierHead', in_channels=cfg.width,
                                      num_classes=3), pretrained=str(tmp_path / 'untrained'))
+
+
+def test_task_checkpoint_into_two_image_fusion(tmp_path):
+    """A fine-tuned task model (SNLI-VE: VLClassifier keys model.* / head.*) starts an
+    ALBEF NLVR2 model: revise_keys strips the wrapper, then ALBEF's adapter expands the
+    fusion layers (k -> 2k, 2k + 1) as it does for a pre-training checkpoint."""
+    model_cfg, cfg = family_cfg('albef')
+    head = dict(type='ClassifierHead', in_channels=cfg.width, num_classes=3)
+    ve = VLClassifier(model_cfg, head)
+    torch.save(dict(state_dict=ve.state_dict()), tmp_path / 've.pth')
+    n = len(ve.model.fusion.blocks)
+    joint_cfg = dict(model_cfg, two_image_fusion=True,
+                     fusion=dict(model_cfg['fusion'], num_layers=2 * n))
+    nlvr2 = VLClassifier(joint_cfg, dict(head, num_classes=2), num_images=2,
+                         pair_encoding='joint', pretrained=str(tmp_path / 've.pth'),
+                         revise_keys=[(r'^model\.model\.', 'model.')])
+    src = ve.model.fusion.blocks
+    dst = nlvr2.model.fusion.blocks
+    for k in range(n):
+        for j in (2 * k, 2 * k + 1):
+            torch.testing.assert_close(dst[j].mlp.fc1.weight, src[k].mlp.fc1.weight)
+            torch.testing.assert_close(dst[j].attn.qkv.weight, src[k].attn.qkv.weight)
+    vision = ve.model.vision.state_dict()
+    assert vision and all(torch.equal(v, nlvr2.model.vision.state_dict()[k])
+                          for k, v in vision.items())

@@ -451,6 +451,9 @@ class DemoNLVR2(_DemoTaskDataset):
         num_pairs: samples (defaults 5000 / 500 / 500).
         num_images: the scene pool the pairs come from (defaults 5000 / 500 / 500).
         image_size, seed, noise, p_single: as :class:`~vlp.datasets.demo.DemoImageText`.
+        families: the statement families drawn (default: all of ``NLVR2_FAMILIES``);
+            ``desc_kinds``: what a described object names, among ``'colour_shape'`` ("a red
+            circle"), ``'shape'`` and ``'colour'`` ("a blue shape") (default: all three).
         pipeline: applied after both images are rendered and stacked into ``image``;
             ``None``: ``[Tokenize(DemoTokenizer(style='bert', vocabulary='tasks'),
             key='text', max_length=24)]``.
@@ -466,8 +469,19 @@ class DemoNLVR2(_DemoTaskDataset):
     def __init__(self, split: str = 'train', num_pairs: Optional[int] = None,
                  num_images: Optional[int] = None, image_size: int = 64, seed: int = 0,
                  pipeline: Optional[list] = None, noise: float = 6.0, p_single: float = 0.3,
-                 max_length: int = 24, **kwargs):
+                 max_length: int = 24, families: Optional[Sequence[str]] = None,
+                 desc_kinds: Sequence[str] = ('colour_shape', 'shape', 'colour'), **kwargs):
         _split_id(split)
+        self.families = tuple(NLVR2_FAMILIES if families is None else families)
+        bad = [f for f in self.families if f not in NLVR2_FAMILIES]
+        if bad or not self.families:
+            raise ValueError(f'families must be a non-empty subset of {NLVR2_FAMILIES}, '
+                             f'got {families}')
+        self.desc_kinds = tuple(desc_kinds)
+        bad = [k for k in self.desc_kinds if k not in ('colour_shape', 'shape', 'colour')]
+        if bad or not self.desc_kinds:
+            raise ValueError("desc_kinds must be a non-empty subset of ('colour_shape', "
+                             f"'shape', 'colour'), got {desc_kinds}")
         self.num_pairs = DEFAULT_NUM_PAIRS[split] if num_pairs is None else num_pairs
         num_images = DEFAULT_NUM_PAIRS[split] if num_images is None else num_images
         default = [_tokenize_pipeline('text', max_length)]
@@ -475,11 +489,11 @@ class DemoNLVR2(_DemoTaskDataset):
                          p_single, **kwargs)
 
     def _statement(self, rng: np.random.Generator) -> Tuple[dict, str]:
-        family = NLVR2_FAMILIES[rng.integers(len(NLVR2_FAMILIES))]
+        family = self.families[rng.integers(len(self.families))]
         program = dict(family=family)
         template = NLVR2_TEMPLATES[family]
         if '{desc}' in template:
-            kind = ('colour_shape', 'shape', 'colour')[rng.integers(3)]
+            kind = self.desc_kinds[rng.integers(len(self.desc_kinds))]
             program['desc'] = _random_desc(rng, kind)
             text = desc_text(program['desc'])
             return program, template.format(a=article(text), desc=text)

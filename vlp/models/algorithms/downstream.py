@@ -86,17 +86,20 @@ def load_pretrained_weights(module: torch.nn.Module, path: str, prefix: str = ''
                             grow_keys: Sequence[str] = GROW_KEYS,
                             adapt=None) -> Dict[str, List[str]]:
     """Load a checkpoint into ``module`` without strictness, loudly: its keys get ``prefix``,
-    then ``revise_keys`` renames (``(pattern, replacement)``, in order); ``adapt`` may first
-    rewrite the raw state dict (e.g. ALBEF's NLVR2 fusion expansion). Tensors whose key
+    then ``revise_keys`` renames (``(pattern, replacement)``, in order); ``adapt`` then
+    rewrites the part under ``prefix`` (keys as the wrapped model names them; e.g. ALBEF's
+    NLVR2 fusion expansion), so a task checkpoint (``model.*`` renamed by ``revise_keys``)
+    is adapted as a pre-training one is. Tensors whose key
     matches ``grow_keys`` may be shorter in their first dimension than the module's (new
     vocabulary rows keep their init); any other shape mismatch, or no matching key at all,
     raises. Returns and logs the missing and unused keys."""
-    sd = load_state_dict_file(path)
-    if adapt is not None:
-        sd = adapt(sd)
-    state = {f'{prefix}{k}': v for k, v in sd.items()}
+    state = {f'{prefix}{k}': v for k, v in load_state_dict_file(path).items()}
     for pattern, repl in revise_keys:
         state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+    if adapt is not None:  # on the keys under prefix, as the wrapped model names them
+        inner = adapt({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        state = {**{k: v for k, v in state.items() if not k.startswith(prefix)},
+                 **{f'{prefix}{k}': v for k, v in inner.items()}}
     own = module.state_dict()
     matched = [k for k in state if k in own]
     name = type(module).__name__
