@@ -232,6 +232,14 @@ class _DemoTaskDataset(BaseImageTextDataset):
     def load_data_list(self) -> List[dict]:
         return [dict(r) for r in self.load_records()]
 
+    def get_data_info(self, idx: int) -> dict:
+        """The record of sample ``idx`` (without the generator's ``program`` of a
+        statement, which is not sample data); :class:`BaseImageTextDataset` then loads the
+        image and runs the pipeline."""
+        info = super().get_data_info(idx)
+        info.pop('program', None)
+        return info
+
     def get_item_info(self, idx: int) -> dict:
         """Sample ``idx`` before the pipeline, with its scene objects and ground truth."""
         raise NotImplementedError
@@ -549,11 +557,6 @@ class DemoNLVR2(_DemoTaskDataset):
             [to_tensor(dict(img=self.render(i)))['image'] for i in data_info['image_ids']])
         return data_info
 
-    def prepare_data(self, idx: int) -> Optional[dict]:
-        info = self.get_data_info(idx)
-        info.pop('program', None)
-        return self.pipeline(self.load_image(info))
-
     def get_item_info(self, idx: int) -> dict:
         info = self.get_data_info(idx)
         info['objects'] = tuple(self.get_scene(i) for i in info['image_ids'])
@@ -660,11 +663,6 @@ class DemoSNLIVE(_DemoTaskDataset):
     def load_image(self, data_info: dict) -> dict:
         data_info['img'] = self.render(data_info['image_id'])
         return data_info
-
-    def prepare_data(self, idx: int) -> Optional[dict]:
-        info = self.get_data_info(idx)
-        info.pop('program', None)
-        return self.pipeline(self.load_image(info))
 
     def get_item_info(self, idx: int) -> dict:
         info = self.get_data_info(idx)
