@@ -34,9 +34,12 @@ head to the decoder's own, so the released checkpoints carry a separate output m
 (``tie_lm_head=False`` reproduces that layout, which the checkpoint converter uses).
 Generation recomputes the prefix each step (no key/value cache).
 """
-from typing import Dict, List, Optional
+import copy
+import re
+from typing import Dict, List, Optional, Sequence
 
 import torch
+import torch.nn as nn
 
 from vlp.registry import MODELS
 from ..utils.generation import generate as generate_ids
@@ -50,6 +53,36 @@ _SHARED_BLOCK_PARTS = ('cross_attn', 'norm_cross', 'norm_context', 'mlp', 'mlp_d
                        'norm2')
 _SHARED_EMBEDDINGS = ('word_embeddings', 'position_embeddings', 'token_type_embeddings',
                       'emb_norm', 'emb_drop')
+
+
+class TwinCrossAttention(nn.Module):
+    """BLIP's NLVR2 cross-attention (Li et al. 2022, Sec. 5.4 / Fig. 6; the released
+    ``nlvr_encoder``): two cross-attention heads of the same layer, ``a`` over the left and
+    ``b`` over the right image (each initialised from the pre-trained cross-attention,
+    output projection included), merged by averaging (``merge=None``: BLIP's first six
+    layers) or by a linear layer over their concatenation (BLIP's last six layers); the
+    block's residual and LayerNorm follow as usual.
+
+    ``forward(x, context=(left, right), attn_mask=None | (mask_left, mask_right))``.
+    """
+
+    def __init__(self, attn: nn.Module, merge: bool, dim: int):
+        super().__init__()
+        self.a = attn
+        self.b = copy.deepcopy(attn)
+        self.merge = nn.Linear(2 * dim, dim) if merge else None
+
+    def forward(self, x: torch.Tensor, context: Sequence[torch.Tensor] = None,
+                attn_mask=None) -> torch.Tensor:
+        if isinstance(context, torch.Tensor) or context is None or len(context) != 2:
+            raise ValueError('TwinCrossAttention (BLIP two_image_fusion) needs the two '
+                             'images as context=(left, right)')
+        masks = attn_mask if isinstance(attn_mask, (list, tuple)) else (attn_mask,) * 2
+        h0 = self.a(x, context=context[0], attn_mask=masks[0])
+        h1 = self.b(x, context=context[1], attn_mask=masks[1])
+        if self.merge is None:
+            return (h0 + h1) / 2
+        return self.merge(torch.cat([h0, h1], dim=-1))
 
 
 @MODELS.register_module()
@@ -82,6 +115,10 @@ class BLIP(ALBEF):
         predict_mode: ``'caption'`` (generate a caption per image, for caption metrics) or
             ``'retrieval'`` (features and ITM inputs for ``ITMRetrievalMetric``).
         loss_weights: ``dict(itc=1, itm=1, lm=1)`` (BLIP sums them unweighted).
+        two_image_fusion: BLIP's NLVR2 model: every cross-attention layer of the text
+            encoder becomes a :class:`TwinCrossAttention` over the left and the right image
+            (:meth:`fused_features_pair`; no decoder); a pre-training checkpoint starts both
+            twins (:meth:`adapt_pretrained_state_dict`).
     """
 
     itm_text_ids = True  # the ITM re-encodes the caption ids with the image ([ENC])
@@ -100,7 +137,8 @@ class BLIP(ALBEF):
                  generation_cfg: Optional[dict] = None, predict_mode: str = 'caption',
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
-                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
+                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None,
+                 two_image_fusion: bool = False):
         VLPModel.__init__(self, data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                           init_cfg=init_cfg)
         if predict_mode not in ('caption', 'retrieval'):
@@ -111,6 +149,15 @@ class BLIP(ALBEF):
         if not self.text.cross_layers:
             raise ValueError('BLIP: the text transformer needs cross-attention layers '
                              "(cross_attention_layers='all')")
+        self.two_image_fusion = two_image_fusion
+        if two_image_fusion:
+            if lm_head is not None:
+                raise ValueError('BLIP two_image_fusion (NLVR2) takes no decoder: lm_head=None')
+            n = len(self.text.blocks)
+            for i, blk in enumerate(self.text.blocks):
+                if getattr(blk, 'has_cross_attn', False):  # merge layer in the upper half
+                    blk.cross_attn = TwinCrossAttention(blk.cross_attn, merge=i >= n // 2,
+                                                        dim=self.text.hidden_size)
         self.vision_proj = build_part(vision_proj)
         self.text_proj = build_part(text_proj)
         self.itm_head = build_part(itm_head)
@@ -202,6 +249,40 @@ class BLIP(ALBEF):
         """The image-grounded text encoder's ``[ENC]`` state ``[B, C]`` (the ITM head's
         input; BLIP's downstream classifiers read it)."""
         return self.fuse(input_ids, attention_mask, self.vision(images)['image_embeds'])[:, 0]
+
+    def fused_features_pair(self, images: torch.Tensor, input_ids: torch.Tensor,
+                            attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """BLIP's NLVR2 encoding (``two_image_fusion``): both images ``[B, 2, 3, H, W]``
+        through the image encoder in one batch, the ``[ENC]``-led statement attending to
+        both in every cross-attention layer (:class:`TwinCrossAttention`) -> ``[B, C]``."""
+        if not self.two_image_fusion:
+            raise RuntimeError('fused_features_pair needs BLIP(two_image_fusion=True)')
+        B = images.shape[0]
+        tokens = self.vision(images.flatten(0, 1))['image_embeds']  # (2B, N, C)
+        tokens = tokens.view(B, 2, *tokens.shape[1:])
+        ids = self._with_first(input_ids, self.enc_token_id)
+        out = self.text(ids, attention_mask,
+                        image_embeds=[(tokens[:, 0], tokens[:, 1])])['text_embeds']
+        return out[:, 0]
+
+    def adapt_pretrained_state_dict(
+            self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """With ``two_image_fusion``, a pre-training checkpoint's cross-attention weights
+        start both twins (``cross_attn.a`` and ``cross_attn.b``: BLIP copies ``self`` into
+        ``self0`` / ``self1`` and ``dense`` into ``dense0`` / ``dense1``); the merge layers
+        keep their init. Otherwise (or already twinned) unchanged."""
+        if not getattr(self, 'two_image_fusion', False):
+            return state_dict
+        pattern = re.compile(r'^(text(?:_m)?\.blocks\.\d+\.cross_attn\.)(?!a\.|b\.|merge\.)(.+)$')
+        out = {}
+        for k, v in state_dict.items():
+            m = pattern.match(k)
+            if m:
+                out[f'{m.group(1)}a.{m.group(2)}'] = v
+                out[f'{m.group(1)}b.{m.group(2)}'] = v.clone()
+            else:
+                out[k] = v
+        return out
 
     def decoder_logits(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
                        image_embeds: torch.Tensor) -> torch.Tensor:
