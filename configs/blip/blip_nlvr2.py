@@ -7,8 +7,8 @@
 # Recipe (AdamW, weight decay 0.05, cosine decay, 15 epochs, batch 16 per GPU x 8, lr 3e-5)
 # recalled from BLIP's configs/nlvr.yaml, UNCONFIRMED here (the file was not reachable).
 # DEPARTURES: BLIP fine-tunes NLVR2 at 384 x 384 (vlp's pretrained loading does not
-# interpolate position embeddings) -> blip_base.py's 224 px; BLIP's NLVR2 pre-training on
-# image pairs for one epoch before fine-tuning is not run; the head is ALBEF's MLP layout.
+# interpolate position embeddings) -> blip_base.py's 224 px; the classifier MLP has
+# ALBEF's layout (Linear -> ReLU -> Linear).
 # pretrained: the pre-training run of configs/blip/blip_base.py, or the official BLIP
 # weights converted with tools/convert/hf_blip_to_vlp.py.
 # Splits: train / dev (validation) / test-P, ClassificationAccuracy.
