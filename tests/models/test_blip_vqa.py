@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import vlp.models  # noqa: F401  (registers the parts)
 from vlp.datasets.tokenizers import DemoTokenizer
-from vlp.models.algorithms.blip_vqa import _normalize, answer_weights
+from vlp.evaluation.metrics.vqa import normalize_answer as _normalize
+from vlp.models.algorithms.blip_vqa import answer_weights
 from vlp.registry import MODELS
 
 TOK = dict(type='DemoTokenizer', style='bert', max_length=16,

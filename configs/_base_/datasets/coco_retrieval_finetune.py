@@ -12,6 +12,7 @@
 # image with all its captions (RetrievalMetric / ITMRetrievalMetric).
 # The model's config supplies the pipelines (its tokenizer, image size, augmentation):
 #   train_dataloader = dict(dataset=dict(pipeline=train_pipeline)), val / test likewise.
+_base_ = ['./coco_retrieval.py']
 train_dataloader = dict(
     batch_size=32,
     num_workers=8,
@@ -22,23 +23,4 @@ train_dataloader = dict(
     dataset=dict(type='ImageTextJsonDataset', mode='train', train_sampling='pairs',
                  data_root='data/coco', ann_file='annotations/coco_karpathy_train.json',
                  img_prefix='images', pipeline=[]))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/coco',
-                 ann_file='annotations/coco_karpathy_val.json', img_prefix='images',
-                 pipeline=[]))
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/coco',
-                 ann_file='annotations/coco_karpathy_test.json', img_prefix='images',
-                 pipeline=[]))
-val_evaluator = dict(type='RetrievalMetric')
-test_evaluator = val_evaluator
+# validation / test: the retrieval evaluation splits of coco_retrieval.py

@@ -12,33 +12,10 @@
 # captions, on the 1k test images (1k images x 5k captions).
 # The model's config supplies the pipelines (its tokenizer, image size, augmentation):
 #   train_dataloader = dict(dataset=dict(pipeline=train_pipeline)), val / test likewise.
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='train', train_sampling='pairs',
-                 data_root='data/flickr30k', ann_file='annotations/flickr30k_train.json',
-                 img_prefix='images', pipeline=[]))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/flickr30k',
-                 ann_file='annotations/flickr30k_val.json', img_prefix='images',
-                 pipeline=[]))
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/flickr30k',
-                 ann_file='annotations/flickr30k_test.json', img_prefix='images',
-                 pipeline=[]))
-val_evaluator = dict(type='RetrievalMetric')
-test_evaluator = val_evaluator
+_base_ = ['./coco_retrieval_finetune.py']  # the same loaders on the Flickr30k files
+train_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                     ann_file='annotations/flickr30k_train.json'))
+val_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                   ann_file='annotations/flickr30k_val.json'))
+test_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                    ann_file='annotations/flickr30k_test.json'))

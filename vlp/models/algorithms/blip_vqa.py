@@ -43,21 +43,20 @@ Simplifications / differences from the reference code:
   label smoothing 0.1 (``label_smoothing=0.1`` reproduces it). Ranking always uses the
   exact log-likelihood (BLIP's code ranks with the smoothed loss).
 - Answers are normalised with VQAv2's official ``normalize_answer`` (from
-  :mod:`vlp.evaluation.metrics.vqa`; ``str.strip().lower()`` if that is unavailable)
-  before counting; BLIP counts the raw strings of its pre-processed annotations.
+  :mod:`vlp.evaluation.metrics.vqa`) before counting; BLIP counts the raw strings of its pre-processed annotations.
 - The answer decoder's cross-attention width is the text width (BLIP: ``encoder_width``
   of the MED config, 768); a pre-training checkpoint whose decoder cross-attends to a
   wider image encoder (ViT-L) does not fit it (BLIP drops those mismatched tensors).
 - No key/value cache in generation (:mod:`vlp.models.utils.generation`); the ``k_test``
   candidates of all questions are scored in one batch (no chunking).
 """
-import functools
 from collections import Counter
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
+from vlp.evaluation.metrics.vqa import normalize_answer
 from vlp.registry import MODELS
 from ..utils.generation import generate as generate_ids
 from .base import VLPModel, build_part
@@ -72,26 +71,10 @@ _BLIP_ONLY_KEYS = frozenset((
     'prompt', 'prompt_in_loss', 'predict_mode', 'loss_weights'))
 
 
-@functools.lru_cache(maxsize=None)
-def _normalizer() -> Callable[[str], str]:
-    try:
-        from vlp.evaluation.metrics.vqa import normalize_answer
-    except ImportError:  # the VQA metric module is not available
-        return lambda ans: ans.strip().lower()
-    return normalize_answer
-
-
-def _normalize(ans: str) -> str:
-    """Answer normalisation used before counting the training answers: VQAv2's official
-    ``normalize_answer`` if :mod:`vlp.evaluation.metrics.vqa` imports, else
-    ``ans.strip().lower()``."""
-    return _normalizer()(ans)
-
-
 def answer_weights(answers: Sequence[str]) -> Tuple[List[str], List[float]]:
     """Unique normalised answers of one question (first-seen order) and their weights
     ``count / len(answers)`` (BLIP / ALBEF's VQA targets)."""
-    norm = [_normalize(a) for a in answers]
+    norm = [normalize_answer(a) for a in answers]
     counts = Counter(norm)
     uniq = list(dict.fromkeys(norm))
     return uniq, [counts[a] / len(norm) for a in uniq]

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from vlp.registry import MODELS
+from vlp.evaluation.metrics.vqa import answer_scores, load_answer_list, normalize_answer
+from vlp.registry import DATASETS, MODELS
 from .base import VLPModel, build_part
 from .clip import _split_meta
 
@@ -199,20 +200,14 @@ class DownstreamModel(VLPModel):
                                    inputs.get('attention_mask'))
 
 
-def _vqa_helpers():
-    from vlp.evaluation.metrics.vqa import answer_scores, load_answer_list, normalize_answer
-    return answer_scores, load_answer_list, normalize_answer
-
-
 def resolve_answer_list(answer_list) -> List[str]:
     """An answer vocabulary from a list of str, a file (JSON list, JSON dict answer -> index,
     or one answer per line: :func:`~vlp.evaluation.metrics.vqa.load_answer_list`) or a
     dataset config whose ``metainfo['answer_list']`` holds it (``dict(type='DemoVQA')``:
     read from the class's ``METAINFO`` when there, else from the built dataset)."""
     if isinstance(answer_list, str):
-        return list(_vqa_helpers()[1](answer_list))
+        return list(load_answer_list(answer_list))
     if isinstance(answer_list, dict):
-        from vlp.registry import DATASETS
         cls = DATASETS.get(answer_list['type'])
         if cls is None:
             raise KeyError(f"answer_list: unknown dataset {answer_list['type']!r}")
@@ -247,7 +242,6 @@ class VQAClassifier(DownstreamModel):
 
     def __init__(self, model, head: dict, answer_list: Union[str, Sequence[str]],
                  target: str = 'butd', **kwargs):
-        normalize_answer = _vqa_helpers()[2]
         if target not in ('butd', 'vqa'):
             raise ValueError(f"target must be 'butd' or 'vqa', got {target!r}")
         answers = resolve_answer_list(answer_list)
@@ -267,7 +261,6 @@ class VQAClassifier(DownstreamModel):
     def vqa_targets(self, answers: Sequence[Sequence[str]], device) -> torch.Tensor:
         """``[B, A]`` soft scores of the vocabulary answers (answers outside the vocabulary
         get no target: their questions can then score at most the in-vocabulary part)."""
-        answer_scores = _vqa_helpers()[0]
         targets = torch.zeros(len(answers), len(self.answer_list))
         for i, ans in enumerate(answers):
             for a, s in answer_scores(list(ans), mode=self.target).items():
