@@ -10,7 +10,10 @@ batch of the config's shapes (images of ``image_size``, texts of the tokenizer's
 ``--warmup`` then ``--steps`` full training steps (forward, loss, backward, optimizer step),
 each synchronised, and reports the median step time, samples/s, peak memory (CUDA max
 allocated, or the process's peak RSS on a CPU; and how much of it the step itself adds
-above the memory in use between steps: activations, gradients, temporaries), model FLOPs
+above the memory in use between steps: activations, gradients, temporaries), the live
+tensors at the peak of one step per implementation (parameters, buffers and optimizer
+state, plus the most the step's own tensors hold at once, followed through a dispatch
+mode: it compares implementations in one process, on a CPU too), model FLOPs
 per sample (one step counted
 with ``torch.utils.flop_counter``: forward and backward) and the achieved fraction of this
 machine's dense matmul peak (MFU; the peak measured here with a large matmul in the run's
@@ -25,8 +28,8 @@ the compared parameters (trainable, less the parts of objectives one side lacks;
 reported beside them) agree and refuses otherwise; where vlp computes objectives the
 anchor has no counterpart for (BLIP-2's ITG, ViLT's WPA), vlp runs only the shared ones.
 Both are timed in the same process on the same batch, alternating step by step; the
-table says what each side's step computes, and the ratio of samples/s is printed (peak
-memory is per process on a CPU).
+table says what each side's step computes, and the ratios of samples/s and of tensor
+memory at the peak are printed (CUDA max-allocated and RSS are per process).
 
 Output: a table on stdout and, with ``--json``, the numbers as JSON.
 """
@@ -36,10 +39,13 @@ import os.path as osp
 import statistics
 import sys
 import time
+import weakref
 from typing import Callable, Dict, Optional
 
 import torch
 from mmengine.config import DictAction
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map_only
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -129,7 +135,76 @@ def make_step(model, loss_fn: Callable, device: str, amp: Optional[str]):
         opt.zero_grad(set_to_none=True)
         for q in queues:  # FeatureQueueHook's work (ALBEF / BLIP momentum queues)
             q.commit()
+    step.model, step.optimizer = model, opt
     return step
+
+
+class StepTensors(TorchDispatchMode):
+    """A dispatch mode that follows the tensor storages created while it is on: bytes
+    alive ``now`` and at the ``peak`` (a storage counts once however many views it has,
+    and stops counting when it is freed). Storages in ``existing`` (``{id: nbytes}``)
+    are not counted."""
+
+    def __init__(self, existing: Dict[int, int]):
+        super().__init__()
+        self.now = self.peak = 0
+        self.seen, self.refs = set(existing), {}
+
+    def _track(self, t: torch.Tensor) -> None:
+        try:
+            st = t.untyped_storage()
+        except (NotImplementedError, RuntimeError):  # no storage (sparse, meta)
+            return
+        key = st._cdata
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        n = st.nbytes()
+        self.now += n
+        self.peak = max(self.peak, self.now)
+
+        def freed(_, key=key, n=n):
+            self.now -= n
+            self.seen.discard(key)
+        self.refs[key] = weakref.ref(st, freed)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tree_map_only(torch.Tensor, self._track, out)
+        return out
+
+
+def _storages(tensors) -> Dict[int, int]:
+    out = {}
+    for t in tensors:
+        if torch.is_tensor(t) and t.device.type != 'meta':
+            st = t.untyped_storage()
+            out[st._cdata] = st.nbytes()
+    return out
+
+
+def tensor_memory(step: Callable, extra=()) -> Dict[str, float]:
+    """MiB of tensors in one step of one implementation: ``state`` (its parameters,
+    buffers and optimizer state, each storage once), ``step_peak`` (the most the step's
+    own tensors (activations, gradients, temporaries) hold at once above that, followed
+    through a dispatch mode), ``total`` (their sum) and ``left`` (what the step created
+    and did not free). Unlike CUDA's max-allocated or a process's peak RSS it is per
+    implementation, so two in one process compare on a CPU too; allocator caching and
+    library workspaces are not in it. ``extra``: other tensors that outlive the step
+    (the inputs)."""
+    model, opt = step.model, step.optimizer
+    if not opt.state:  # AdamW makes its state in its first step: take that step first
+        step()
+    state = [v for s in opt.state.values() for v in s.values()]
+    existing = _storages(list(model.parameters()) + list(model.buffers()) + state
+                         + list(extra))
+    mode = StepTensors(existing)
+    with mode:
+        step()
+    mib = 2 ** 20
+    base = sum(existing.values()) - sum(_storages(extra).values())
+    return dict(state=round(base / mib, 1), step_peak=round(mode.peak / mib, 1),
+                total=round((base + mode.peak) / mib, 1), left=round(mode.now / mib, 1))
 
 
 def count_flops(step: Callable) -> int:
@@ -224,13 +299,16 @@ def main(argv=None) -> dict:
         steps[anchor.name] = make_step(anchor.model, twin_loss, args.device, args.amp)
         counts[anchor.name] = n_params(anchor.model)
     flops = count_flops(steps['vlp'])
+    tensors = {k: tensor_memory(f, extra=[v for v in inputs.values() if torch.is_tensor(v)])
+               for k, f in steps.items()}
     dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float32
     peak = matmul_peak(args.device, dtype)
     times, baseline = time_steps(steps, args.steps, args.warmup, args.device)
     rows = {}
     for k, ts in times.items():
         med = statistics.median(ts)
-        rows[k] = dict(params=counts[k], step_s=round(med, 4), samples_per_s=round(B / med, 2))
+        rows[k] = dict(params=counts[k], step_s=round(med, 4), samples_per_s=round(B / med, 2),
+                       tensor_mib=tensors[k])
     rows['vlp'].update(flops_per_sample=flops // B,
                        mfu=round(flops / statistics.median(times['vlp']) / peak, 4))
     result = dict(config=args.config, device=args.device, batch_size=B, amp=args.amp,
@@ -248,6 +326,8 @@ def main(argv=None) -> dict:
         result['params_agree'] = params['agree']
         result['speed_ratio'] = round(rows['vlp']['samples_per_s'] /
                                       rows[anchor.name]['samples_per_s'], 3)
+        result['tensor_peak_ratio'] = round(tensors['vlp']['total'] /
+                                            tensors[anchor.name]['total'], 3)
     print(f'{args.config}  device={args.device}  batch={B}  amp={args.amp}  '
           f'compile={args.compile}  grad_ckpt={args.grad_ckpt}')
     print(f'{"impl":10s} {"params":>12s} {"compared":>12s} {"step (s)":>10s} '
@@ -261,11 +341,17 @@ def main(argv=None) -> dict:
           f'peak memory {result["peak_memory_mib"]} MiB, of which '
           f'{result["step_memory_mib"]} MiB above the state between steps (activations, '
           'gradients, temporaries)')
+    for k, r in rows.items():
+        t = r['tensor_mib']
+        print(f'{k}: tensors at the step\'s peak {t["total"]:,.1f} MiB = parameters, '
+              f'buffers and optimizer state {t["state"]:,.1f} + the step\'s own '
+              f'(activations, gradients, temporaries) {t["step_peak"]:,.1f}')
     if anchor is not None:
         print(f'anchor: {anchor.impl}')
         for note in anchor.notes:
             print(f'note: {note}')
         ex = {k: v for k, v in params['excluded'].items() if v}
+        print(f'vlp / {anchor.name} tensor memory at the peak: {result["tensor_peak_ratio"]}')
         print(f'vlp / {anchor.name} samples/s: {result["speed_ratio"]}  (compared parameters '
               '(trainable' + (f', less {ex}' if ex else '') + ') '
               f'{"agree" if result["params_agree"] else "DIFFER"}: '

@@ -85,6 +85,15 @@ def _hard_negatives(sim: torch.Tensor) -> torch.Tensor:
     return torch.multinomial(w, 1).squeeze(1)
 
 
+def _hf_dropout(block) -> dict:
+    """HF's ``hidden_dropout_prob`` / ``attention_probs_dropout_prob`` of a vlp transformer
+    block (its attention's output and probability dropouts): the anchor drops out what vlp
+    drops out (BERT's 0.1 in the BLIP / BLIP-2 base configs, ViT's 0.1 in ViLT's)."""
+    attn = block.attn
+    return dict(hidden_dropout_prob=float(attn.proj_drop.p),
+                attention_probs_dropout_prob=float(attn.attn_drop))
+
+
 def _vit_sizes(vit) -> dict:
     """Sizes of a timm ``VisionTransformer``."""
     width = vit.embed_dim
@@ -229,8 +238,8 @@ class HFBlipPretrain(nn.Module):
     ``BlipForConditionalGeneration`` (decoder; with ``share_decoder`` it shares all but its
     self-attention with the encoder, as BLIP ties them), the projections and ITM head."""
 
-    def __init__(self, config, queue_size: int, alpha: float, share_decoder: bool,
-                 with_itm: bool, with_lm: bool, enc_token_id: int, dec_token_id: int):
+    def __init__(self, config, queue_size: int, alpha: float, queue_init: str,
+                 share_decoder: bool, with_itm: bool, with_lm: bool, enc_token_id: int, dec_token_id: int):
         super().__init__()
         from transformers.models.blip.modeling_blip import BlipVisionModel
         from transformers.models.blip.modeling_blip_text import (BlipTextLMHeadModel,
@@ -261,8 +270,14 @@ class HFBlipPretrain(nn.Module):
             m.requires_grad_(False)
         self.queue_size, self.alpha = queue_size, alpha
         self.enc_token_id, self.dec_token_id = enc_token_id, dec_token_id
-        self.register_buffer('image_queue', torch.zeros(0, embed), persistent=False)
-        self.register_buffer('text_queue', torch.zeros(0, embed), persistent=False)
+        # BLIP's queue: [D, K] random unit columns from the first step, a ring pointer
+        self.register_buffer('image_queue', F.normalize(torch.randn(embed, queue_size), dim=0),
+                             persistent=False)
+        self.register_buffer('text_queue', F.normalize(torch.randn(embed, queue_size), dim=0),
+                             persistent=False)
+        self.queue_ptr = 0
+        # vlp's queue_init='empty' (the toy demos): only the columns written so far count
+        self.queue_filled = queue_size if queue_init == 'random' else 0
 
     def forward(self, images, input_ids, attention_mask):
         B = images.shape[0]
@@ -276,21 +291,28 @@ class HFBlipPretrain(nn.Module):
             image_feat_m = F.normalize(self.vision_proj_m(img_m[:, 0]), dim=-1)
             txt_m = self.text_m(input_ids=input_ids, attention_mask=attention_mask)
             text_feat_m = F.normalize(self.text_proj_m(txt_m.last_hidden_state[:, 0]), dim=-1)
-            image_all = torch.cat([image_feat_m, self.image_queue])
-            text_all = torch.cat([text_feat_m, self.text_queue])
-            targets = torch.zeros(B, image_all.shape[0], device=images.device)
+            # as blip_pretrain.py: [D, B + K] columns, the queue cloned and concatenated
+            n = self.queue_filled
+            image_all = torch.cat([image_feat_m.t(), self.image_queue[:, :n].clone().detach()], 1)
+            text_all = torch.cat([text_feat_m.t(), self.text_queue[:, :n].clone().detach()], 1)
+            targets = torch.zeros(B, image_all.shape[1], device=images.device)
             targets[:, :B].fill_diagonal_(1)
-            t_i2t = self.alpha * F.softmax(image_feat_m @ text_all.t() / self.temp, 1) + \
+            t_i2t = self.alpha * F.softmax(image_feat_m @ text_all / self.temp, 1) + \
                 (1 - self.alpha) * targets
-            t_t2i = self.alpha * F.softmax(text_feat_m @ image_all.t() / self.temp, 1) + \
+            t_t2i = self.alpha * F.softmax(text_feat_m @ image_all / self.temp, 1) + \
                 (1 - self.alpha) * targets
-        sim_i2t = image_feat @ text_all.t() / self.temp
-        sim_t2i = text_feat @ image_all.t() / self.temp
+        sim_i2t = image_feat @ text_all / self.temp
+        sim_t2i = text_feat @ image_all / self.temp
         loss = 0.5 * (-(F.log_softmax(sim_i2t, 1) * t_i2t).sum(1).mean()
                       - (F.log_softmax(sim_t2i, 1) * t_t2i).sum(1).mean())
-        with torch.no_grad():  # the queue: newest first, at most queue_size
-            self.image_queue = torch.cat([image_feat_m, self.image_queue])[:self.queue_size]
-            self.text_queue = torch.cat([text_feat_m, self.text_queue])[:self.queue_size]
+        with torch.no_grad():  # _dequeue_and_enqueue: write at the pointer, wrap around
+            ptr, K = self.queue_ptr, max(self.queue_size, 1)
+            cols = (torch.arange(B, device=images.device) + ptr) % K
+            if self.queue_size:
+                self.image_queue[:, cols] = image_feat_m.t()
+                self.text_queue[:, cols] = text_feat_m.t()
+                self.queue_ptr = (ptr + B) % K
+                self.queue_filled = min(K, self.queue_filled + B)
         if self.itm_head is not None:
             enc_ids = input_ids.clone()
             enc_ids[:, 0] = self.enc_token_id
@@ -325,8 +347,7 @@ def hf_blip(model, inputs, samples, device) -> Anchor:
               intermediate_size=blk.mlp.fc1.out_features, num_hidden_layers=len(text.blocks),
               num_attention_heads=blk.attn.num_heads,
               max_position_embeddings=text.position_embeddings.num_embeddings,
-              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-              layer_norm_eps=blk.norm1.eps, label_smoothing=0.1,
+              **_hf_dropout(blk), layer_norm_eps=blk.norm1.eps, label_smoothing=0.1,
               bos_token_id=model.dec_token_id, pad_token_id=0, sep_token_id=1,
               tie_word_embeddings=True)
     vc = dict(hidden_size=v['width'], intermediate_size=v['mlp'],
@@ -338,7 +359,7 @@ def hf_blip(model, inputs, samples, device) -> Anchor:
     queue = model.queue
     queue_size = 0 if queue is None else int(queue.size)
     twin = HFBlipPretrain(config, queue_size, model.alpha if model.momentum_distill else 0.0,
-                          model.share_decoder, model.itm_head is not None,
+                          'random' if queue is None else queue.init, model.share_decoder, model.itm_head is not None,
                           model.decoder is not None, model.enc_token_id,
                           model.dec_token_id).to(device).train()
 
@@ -428,8 +449,8 @@ def hf_blip2(model, inputs, samples, device) -> Anchor:
               num_hidden_layers=len(qf.blocks), num_attention_heads=blk.attn.num_heads,
               intermediate_size=blk.mlp.fc1.out_features,
               max_position_embeddings=qf.position_embeddings.num_embeddings,
-              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-              layer_norm_eps=blk.norm1.eps, cross_attention_frequency=freq,
+              **_hf_dropout(blk), layer_norm_eps=blk.norm1.eps,
+              cross_attention_frequency=freq,
               encoder_hidden_size=v['width'], pad_token_id=0,
               use_qformer_text_input=True)  # the text FFNs (vlp's blocks.i.mlp)
     vc = dict(hidden_size=v['width'], intermediate_size=v['mlp'],
@@ -510,8 +531,7 @@ def hf_vilt(model, inputs, samples, device) -> Anchor:
         num_hidden_layers=len(bb.blocks), num_attention_heads=blk.attn.num_heads,
         intermediate_size=blk.mlp.fc1.out_features,
         max_position_embeddings=bb.text_pos_embed.num_embeddings,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        layer_norm_eps=blk.norm1.eps, image_size=grid * patch, patch_size=patch,
+        **_hf_dropout(blk), layer_norm_eps=blk.norm1.eps, image_size=grid * patch, patch_size=patch,
         qkv_bias=blk.attn.qkv.bias is not None, max_image_length=-1, tie_word_embeddings=True)
     twin = HFViltPretrain(config).to(device).train()
     ids, mask = inputs['input_ids'], inputs['attention_mask']

@@ -88,6 +88,8 @@ def test_empty_queue_gives_only_written_rows_as_negatives():
     q.enqueue(f=2 * torch.ones(4, 2))  # wraps: every row written
     assert q.rows('f').shape == (5, 2)
     assert FeatureQueue(5, dict(f=2)).rows('f').shape == (5, 2)  # ALBEF: random rows count
+    full = FeatureQueue(5, dict(f=2))  # the negatives are a view of the buffer, not a copy
+    assert full.rows('f').data_ptr() == full.f_queue.data_ptr()
     with pytest.raises(ValueError, match='init'):
         FeatureQueue(5, dict(f=2), init='zeros')
     # the model's ITC columns: the batch alone while the queue is empty, then batch + queue
@@ -97,7 +99,8 @@ def test_empty_queue_gives_only_written_rows_as_negatives():
     model.train()
     seen = []
     orig = model.itc.forward
-    model.itc.forward = lambda *a, **k: seen.append(k['text_feat_all'].shape[0]) or orig(*a, **k)
+    model.itc.forward = lambda *a, **k: seen.append(
+        sum(c.shape[0] for c in k['text_feat_all'])) or orig(*a, **k)
     model.loss(batch())
     model.queue.commit()
     model.loss(batch())

@@ -156,6 +156,34 @@ def test_queue_seam_extra_columns_and_soft_targets():
              targets_i2t=ti2t[:, :3], targets_t2i=tt2i)
 
 
+def test_column_blocks_equal_concatenated_columns_with_distillation():
+    """ALBEF / BLIP pass [momentum features, queue] as blocks: same loss and gradients as
+    the concatenated columns, the queue never copied."""
+    img, txt = _feats(3, seed=1)
+    q_img, q_txt = _feats(6, seed=2)
+    m_img, m_txt = _feats(3, seed=5)
+    kw = dict(distill_image_feat=m_img, distill_text_feat=m_txt, distill_alpha=0.4)
+    grads, losses = [], []
+    for blocks in (False, True):
+        loss = ContrastiveLoss(temperature=0.1)
+        a, b = img.clone().requires_grad_(), txt.clone().requires_grad_()
+        cols = (([m_img, q_img], [m_txt, q_txt]) if blocks
+                else (torch.cat([m_img, q_img]), torch.cat([m_txt, q_txt])))
+        out = loss(a, b, image_feat_all=cols[0], text_feat_all=cols[1], **kw)['loss_itc']
+        out.backward()
+        losses.append(out.item())
+        grads.append((a.grad, b.grad, loss.logit_scale.grad))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    for g0, g1 in zip(*grads):
+        assert torch.allclose(g0, g1, atol=1e-7)
+    # the distillation targets depend on the queue: changing one queue row changes the loss
+    q2 = q_img.clone()
+    q2[0] = -q2[0]
+    other = ContrastiveLoss(temperature=0.1)(img, txt, image_feat_all=[m_img, q2],
+                                             text_feat_all=[m_txt, q_txt], **kw)
+    assert other['loss_itc'].item() != pytest.approx(losses[0], rel=1e-6)
+
+
 def test_siglip_matches_reference_and_learns_scale_and_bias():
     img, txt = _feats(5, seed=4)
     loss = SigLIPLoss()

@@ -1,5 +1,9 @@
 """tools/benchmark.py runs (a smoke test: no timing is asserted) and its open_clip twin of
 the CLIP demo has exactly vlp's parameter count."""
+import json
+
+import pytest
+import torch
 from conftest import ROOT, load_tool
 
 
@@ -14,6 +18,26 @@ def test_benchmark_clip_against_open_clip(tmp_path):
     assert (tmp_path / 'r.json').exists()
 
 
+def test_step_tensors_follow_allocations_and_frees():
+    """The per-implementation tensor memory: a known activation, a known peak."""
+    bench = load_tool('benchmark')
+    lin = torch.nn.Linear(256, 256, bias=False)
+    x = torch.randn(1024, 256)
+    step = bench.make_step(lin, lambda: lin(x).square().sum(), 'cpu', None)
+    step()  # the optimizer state exists from here
+    mem = bench.tensor_memory(step, extra=[x])
+    mib = 2 ** 20
+    assert mem['state'] == pytest.approx(3 * 256 * 256 * 4 / mib, abs=0.06)  # w + 2 moments
+    # at least y = x W^T [1024, 256] (1 MiB) and y^2 (1 MiB) alive at once, plus the
+    # backward's gradients of them and of W (0.25 MiB); all freed by the end
+    assert 2.0 <= mem['step_peak'] <= 5.0
+    assert mem['left'] == 0.0
+    x2 = torch.randn(4096, 256)  # 4x the rows: the activations grow 4x, the rest does not
+    step2 = bench.make_step(lin, lambda: lin(x2).square().sum(), 'cpu', None)
+    step2()
+    assert bench.tensor_memory(step2, extra=[x2])['step_peak'] >= 3.5 * mem['step_peak']
+
+
 def test_benchmark_a_fusion_config():
     bench = load_tool('benchmark')
     out = bench.main([str(ROOT / 'configs' / 'vlmo' / 'vlmo_tiny_demo.py'), '--steps', '1',
@@ -23,10 +47,6 @@ def test_benchmark_a_fusion_config():
 
 
 # -- --compare anchors (issue 8): open_clip CoCa, HF CLIP / BLIP / BLIP-2 Q-Former / ViLT -----
-import json  # noqa: E402
-
-import pytest  # noqa: E402
-
 
 def _compare(config, kind, tmp_path, *extra):
     bench = load_tool('benchmark')
@@ -43,6 +63,19 @@ def _compare(config, kind, tmp_path, *extra):
     assert saved['rows']['vlp']['compared_params'] == saved['rows'][kind]['compared_params']
     assert saved['speed_ratio'] == pytest.approx(
         saved['rows']['vlp']['samples_per_s'] / saved['rows'][kind]['samples_per_s'], rel=1e-2)
+    # tensor memory per side: AdamW's two moments of the trainable parameters are state,
+    # the step's own tensors (gradients of those parameters at least) come above it and
+    # are freed by its end
+    for side in ('vlp', kind):
+        mem = saved['rows'][side]['tensor_mib']
+        trainable = saved['rows'][side]['compared_params'] * 4 / 2 ** 20
+        assert mem['state'] >= 3 * trainable - 0.2  # weights + two moments
+        assert mem['step_peak'] >= trainable - 0.1  # the gradients
+        assert mem['total'] == pytest.approx(mem['state'] + mem['step_peak'], abs=0.11)
+        assert mem['left'] <= 0.1
+    assert saved['tensor_peak_ratio'] == pytest.approx(
+        saved['rows']['vlp']['tensor_mib']['total'] / saved['rows'][kind]['tensor_mib']['total'],
+        rel=1e-2)
     return out
 
 

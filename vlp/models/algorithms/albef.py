@@ -383,14 +383,16 @@ class ALBEF(VLPModel):
                 txt_cols = concat_all_gather(text_feat_m)
                 cols_idx = concat_all_gather(idx) if idx is not None else None
                 offset = get_rank() * B
-            else:  # this rank's momentum features, then the queue (ALBEF)
-                img_cols = torch.cat([image_feat_m, self.queue.rows('image').to(image_feat_m)])
-                txt_cols = torch.cat([text_feat_m, self.queue.rows('text').to(text_feat_m)])
+            else:  # this rank's momentum features, then the queue (ALBEF), as two column
+                # blocks the loss scores one after the other: the queue is not copied
+                img_cols = [image_feat_m, self.queue.rows('image').to(image_feat_m)]
+                txt_cols = [text_feat_m, self.queue.rows('text').to(text_feat_m)]
                 cols_idx = (torch.cat([idx, self.queue.rows('idx').to(idx)])
                             if idx is not None else None)
                 offset = 0
-            pos = self._positive_mask(idx, cols_idx, B, img_cols.shape[0], offset,
-                                      images.device).float()
+            n_cols = (img_cols.shape[0] if torch.is_tensor(img_cols)
+                      else sum(c.shape[0] for c in img_cols))
+            pos = self._positive_mask(idx, cols_idx, B, n_cols, offset, images.device).float()
             targets = pos / pos.sum(dim=1, keepdim=True)  # (B, M)
         # the soft targets (momentum distillation) are mixed in by the loss, which owns the
         # temperature

@@ -56,6 +56,15 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _scores(rows: torch.Tensor, cols) -> torch.Tensor:
+    """``rows [B, D] @ cols.T``; ``cols`` is one ``[M, D]`` tensor or a sequence of column
+    blocks ``[M_k, D]`` (scored one block at a time and the ``[B, M_k]`` logits
+    concatenated: a large block such as a 57,600-row feature queue is never copied)."""
+    if torch.is_tensor(cols):
+        return rows @ _upcast(cols).t()
+    return torch.cat([rows @ _upcast(c).t() for c in cols], dim=1)
+
+
 def _log_bound(value: Optional[float]) -> Optional[float]:
     return None if value is None else math.log(value)
 
@@ -148,7 +157,9 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
                 all-gathered features (give both): ``text_feat`` is scored against
                 ``image_feat_all`` and ``image_feat`` against ``text_feat_all``, with the
                 positive of row ``i`` at column ``i`` (ALBEF/BLIP: the momentum features
-                of this rank followed by the queue). No gather happens then.
+                of this rank followed by the queue). No gather happens then. Each may also
+                be a sequence of column blocks (e.g. ``[feat_m, queue]``), scored block by
+                block without concatenating the features.
             targets_i2t / targets_t2i: optional soft targets (rows sum to 1) of the shape
                 of the logits (``[B, M]``; ``[B, W B]`` with ``local_loss``, else
                 ``[W B, W B]``) replacing the one-hot targets.
@@ -173,8 +184,8 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
             raise ValueError('momentum distillation needs image_feat_all, text_feat_all, '
                              'distill_image_feat and distill_text_feat')
         if image_feat_all is not None:
-            logits_i2t = (scale * img) @ _upcast(text_feat_all).t()  # (B, M)
-            logits_t2i = (scale * txt) @ _upcast(image_feat_all).t()  # (B, M)
+            logits_i2t = _scores(scale * img, text_feat_all)  # (B, M)
+            logits_t2i = _scores(scale * txt, image_feat_all)  # (B, M)
             labels = torch.arange(B, device=img.device)
             if distill:
                 with torch.no_grad():
@@ -182,8 +193,8 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
                     onehot = F.one_hot(labels, logits_i2t.shape[1]).to(logits_i2t.dtype)
                     hard_i2t = onehot if targets_i2t is None else targets_i2t.to(onehot)
                     hard_t2i = onehot if targets_t2i is None else targets_t2i.to(onehot)
-                    sim_i2t_m = (s * _upcast(distill_image_feat)) @ _upcast(text_feat_all).t()
-                    sim_t2i_m = (s * _upcast(distill_text_feat)) @ _upcast(image_feat_all).t()
+                    sim_i2t_m = _scores(s * _upcast(distill_image_feat), text_feat_all)
+                    sim_t2i_m = _scores(s * _upcast(distill_text_feat), image_feat_all)
                     targets_i2t = (distill_alpha * sim_i2t_m.softmax(dim=1)
                                    + (1 - distill_alpha) * hard_i2t)
                     targets_t2i = (distill_alpha * sim_t2i_m.softmax(dim=1)

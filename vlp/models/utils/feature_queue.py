@@ -78,8 +78,11 @@ class FeatureQueue(nn.Module):
     def rows(self, name: str) -> torch.Tensor:
         """The rows of ``name`` that serve as negatives: all ``K`` with ``init='random'``;
         with ``init='empty'`` only the ``filled`` rows written so far (rows ``[0, filled)``:
-        writes start at row 0 and are contiguous until the buffer is full)."""
-        value = self.get(name)
+        writes start at row 0 and are contiguous until the buffer is full).
+
+        A detached view of the buffer, not a copy: read it within the step (the loss
+        and its backward); :meth:`commit` writes the buffer in place after the step."""
+        value = getattr(self, f'{name}_queue').detach()
         if self.init == 'empty':
             value = value[:int(self.filled)]
         return value
