@@ -13,6 +13,7 @@ _base_ = [
     '../_base_/datasets/coco_retrieval.py',
     '../_base_/schedules/align_lamb_linear_1200k.py',
 ]
+image_size = 289
 tokenizer = dict(type='BertTokenizer', vocab_file='data/bert-base-uncased/vocab.txt',
                  lowercase=True, max_length=64)
 
@@ -37,7 +38,7 @@ train_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=(346, 346), interpolation='bicubic'),
     # a random 289 x 289 crop of the 346 x 346 image: (289 / 346) ** 2 = 0.6977 of its area
-    dict(type='RandomResizedCrop', size=289, scale=(0.6977, 0.6977), ratio=(1.0, 1.0)),
+    dict(type='RandomResizedCrop', size=image_size, scale=(0.6977, 0.6977), ratio=(1.0, 1.0)),
     dict(type='RandomHorizontalFlip', prob=0.5),
     dict(type='ToTensor'),
     dict(type='Tokenize', tokenizer=tokenizer),
@@ -45,7 +46,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImage'),
     dict(type='Resize', size=(346, 346), interpolation='bicubic'),
-    dict(type='CenterCrop', size=289),
+    dict(type='CenterCrop', size=image_size),
     dict(type='ToTensor'),
     dict(type='Tokenize', tokenizer=tokenizer),
 ]

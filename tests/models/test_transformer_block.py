@@ -93,3 +93,38 @@ def test_maybe_checkpoint_only_when_training(monkeypatch):
         maybe_checkpoint(blk, x, enabled=True)
     maybe_checkpoint(blk, x, enabled=False)
     assert calls == [False]
+
+
+def test_sdpa_mask_is_the_boolean_mask_as_an_additive_one():
+    """Converted once for a stack of layers: same attention as the boolean mask, in the
+    dtype attention runs in (autocast's), float masks and None untouched."""
+    from vlp.models.layers.transformer import sdpa_mask
+    torch.manual_seed(0)
+    key_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    mask = build_attn_mask(key_mask, causal=True)  # bool (B, 1, 5, 5)
+    x = torch.randn(2, 5, 8)
+    add = sdpa_mask(mask, x)
+    assert add.dtype == torch.float32 and add.shape == mask.shape
+    assert torch.equal(add == 0, mask) and (add[~mask] == torch.finfo(torch.float32).min).all()
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=add)
+    assert torch.allclose(out, ref, atol=1e-6)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert sdpa_mask(mask, x).dtype == torch.bfloat16
+    assert sdpa_mask(add, x) is add and sdpa_mask(None, x) is None
+
+
+def test_text_tower_hands_its_layers_one_float_mask():
+    """The causal + padding mask is converted once; every layer gets the same tensor."""
+    from vlp.models.backbones.text_transformer import TextTransformer
+    tower = TextTransformer(vocab_size=50, width=16, layers=3, heads=2, context_length=8)
+    seen = []
+    for blk in tower.blocks:
+        blk.register_forward_pre_hook(
+            lambda m, a, kw: seen.append(kw.get('attn_mask')), with_kwargs=True)
+    ids = torch.randint(1, 50, (2, 8))
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    tower(ids, mask)
+    assert len(seen) == 3 and seen[0].dtype == torch.float32
+    assert all(m is seen[0] for m in seen)

@@ -38,6 +38,17 @@ def test_step_tensors_follow_allocations_and_frees():
     assert bench.tensor_memory(step2, extra=[x2])['step_peak'] >= 3.5 * mem['step_peak']
 
 
+@pytest.mark.parametrize('groups', [1, 4, 64])
+def test_flops_of_a_convolution_step_are_three_forwards(groups):
+    """Forward + the two backward products (input and weight gradients) of a convolution
+    are three forwards, grouped or depthwise too (torch's formula overcounts the latter)."""
+    bench = load_tool('benchmark')
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, groups=groups, bias=False)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    forward = 2 * 2 * 16 * 16 * 64 * (64 // groups) * 9  # 2 x B x H x W x C_out x C_in/g x k^2
+    assert bench.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+
+
 def test_benchmark_a_fusion_config():
     bench = load_tool('benchmark')
     out = bench.main([str(ROOT / 'configs' / 'vlmo' / 'vlmo_tiny_demo.py'), '--steps', '1',

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
-from ..layers.transformer import TransformerBlock, build_attn_mask, maybe_checkpoint
+from ..layers.transformer import (TransformerBlock, build_attn_mask, maybe_checkpoint,
+                                  sdpa_mask)
 
 
 def _cross_layer_set(spec: Union[None, str, Iterable[int]], num_layers: int) -> set:
@@ -184,7 +185,10 @@ class BertEncoder(nn.Module):
         if self_attn_mask is None:
             self_attn_mask = build_attn_mask(attention_mask, causal=is_causal)
             is_causal = is_causal and self_attn_mask is None
+        self_attn_mask = sdpa_mask(self_attn_mask, x)  # converted once, not in every layer
         contexts, ctx_masks = self._contexts(image_embeds, image_mask)
+        if ctx_masks is not None:
+            ctx_masks = [sdpa_mask(m, x) for m in ctx_masks]
         j = 0  # cross-attention layers met so far
         for i, blk in enumerate(self.blocks):
             ctx = ctx_mask = None

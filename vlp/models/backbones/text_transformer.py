@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
-from ..layers.transformer import TransformerBlock, build_attn_mask, maybe_checkpoint
+from ..layers.transformer import (TransformerBlock, build_attn_mask, maybe_checkpoint,
+                                  sdpa_mask)
 
 
 @MODELS.register_module()
@@ -159,6 +160,7 @@ class TextTransformer(nn.Module):
             attn_mask = build_attn_mask(attention_mask, causal=self.causal)  # (B,1,L,L)|None
         x = x + self.positional_embedding[:x.shape[1]]
         is_causal = self.causal and attn_mask is None
+        attn_mask = sdpa_mask(attn_mask, x)  # converted once, not in every layer
         for blk in self.blocks:
             x = maybe_checkpoint(blk, x, attn_mask=attn_mask, is_causal=is_causal,
                                  enabled=self.grad_checkpointing)

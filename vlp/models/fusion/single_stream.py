@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..layers.transformer import (TransformerBlock, build_attn_mask, init_bert_style,
-                                  maybe_checkpoint)
+                                  maybe_checkpoint, sdpa_mask)
 
 
 @MODELS.register_module()
@@ -158,7 +158,7 @@ class SingleStreamTransformer(nn.Module):
         image_mask = torch.ones(image.shape[:2], dtype=attention_mask.dtype,
                                 device=image.device)
         x = torch.cat([text, image], dim=1)  # (B, L + 1 + N, C)
-        mask = build_attn_mask(torch.cat([attention_mask, image_mask], dim=1))
+        mask = sdpa_mask(build_attn_mask(torch.cat([attention_mask, image_mask], dim=1)), x)
         for blk in self.blocks:
             x = maybe_checkpoint(blk, x, mask, enabled=self.grad_checkpointing)
         x = self.norm(x)

@@ -53,6 +53,21 @@ def build_attn_mask(key_mask: Optional[torch.Tensor] = None, query_len: Optional
     return mask | (empty & fallback)
 
 
+def sdpa_mask(mask: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.Tensor]:
+    """A boolean mask (True = attend) as the additive float mask SDPA builds from it (0,
+    or the dtype's minimum where masked), once for a stack of layers: SDPA converts a
+    boolean mask on every call and keeps the copy for its backward, one per layer. The
+    dtype is the one attention runs in (autocast's when enabled, else ``like``'s); float
+    masks and ``None`` pass through."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    kind = like.device.type
+    dtype = (torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind)
+             else like.dtype)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask, torch.finfo(dtype).min)
+
+
 def add_causal(attn_mask: torch.Tensor, query_len: int, key_len: int) -> torch.Tensor:
     """Combine a boolean or additive mask with a causal (lower-triangular) mask."""
     tril = torch.ones(query_len, key_len, dtype=torch.bool, device=attn_mask.device).tril()

@@ -26,6 +26,7 @@ import torch.utils.checkpoint
 from vlp.registry import MODELS
 from ..backbones.bert import BertEncoder
 from ..layers.attention import Mlp
+from ..layers.transformer import sdpa_mask
 
 QFORMER_MASKS = ('itc', 'itm', 'itg')
 
@@ -202,6 +203,8 @@ class QFormer(BertEncoder):
         ctx_mask = None
         if image_mask is not None:
             ctx_mask = image_mask.bool()[:, None, None, :]
+        # converted once, not in every layer
+        self_attn_mask, ctx_mask = sdpa_mask(self_attn_mask, x), sdpa_mask(ctx_mask, x)
         ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for i in range(len(self.blocks)):
             if ckpt:
