@@ -73,3 +73,22 @@ def test_train_with_amp_then_test(configs, tmp_path):
     metrics = vlp_toy.test_in_process(plain, osp.join(work, 'iter_2.pth'),
                                       str(tmp_path / 'test'))
     assert set(metrics) >= {'toy/i2t_r1', 'toy/pos_sim'}
+
+
+def test_compile_compiles_the_forward_not_the_train_step(configs, tmp_path):
+    """``compile=...`` in a config becomes vlp's CompileHook (mmengine's compile of the
+    whole train_step fails in the optimizer step); the eager backend keeps this fast."""
+    plain, _ = configs
+    cfg = _cfg([plain, '--cfg-options', 'compile.backend=eager'])
+    prepare_launch(cfg)
+    assert not cfg.compile
+    assert [h for h in cfg.custom_hooks if h['type'] == 'CompileHook'] == [
+        dict(type='CompileHook', options=dict(backend='eager'))]
+    work = str(tmp_path / 'work')
+    runner = train_tool.main([plain, '--work-dir', work, '--cfg-options',
+                              'compile.backend=eager'])
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    assert model._vlp_compiled and 'forward' in vars(model)  # the instance's forward
+    losses = vlp_toy.read_losses(work)
+    assert sorted(losses) == [0, 1] and all(torch.isfinite(torch.tensor(v))
+                                           for v in losses.values())

@@ -22,7 +22,18 @@ def prepare_launch(cfg: Config) -> Config:
     """Resolve ``env_cfg.dist_cfg.backend`` for this device, initialise the process group
     for ``cfg.launcher`` (mmengine's own init calls ``torch.cuda.set_device`` and fails on
     CPU; it is skipped once a group exists) and let DDP wrap CPU models. Extra default
-    hooks set to ``None`` (``default_hooks.rng_state=None``) are dropped."""
+    hooks set to ``None`` (``default_hooks.rng_state=None``) are dropped. ``compile``
+    (``True`` or ``torch.compile`` keyword arguments) becomes a ``CompileHook`` that
+    compiles the model's forward: mmengine's own compiles the whole ``train_step``, which
+    fails inside the optimizer step under torch 2.14 (``vlp/engine/hooks/compile.py``)."""
+    compile_cfg = cfg.get('compile')
+    if compile_cfg:
+        options = {} if compile_cfg is True else dict(compile_cfg)
+        cfg.compile = None
+        hooks = list(cfg.get('custom_hooks') or [])
+        if not any(h.get('type') in ('CompileHook', 'vlp.CompileHook') for h in hooks):
+            hooks.append(dict(type='CompileHook', options=options))
+        cfg.custom_hooks = hooks
     for name, hook in list((cfg.get('default_hooks') or {}).items()):
         if hook is None and name not in _MMENGINE_DEFAULT_HOOKS:
             cfg.default_hooks.pop(name)

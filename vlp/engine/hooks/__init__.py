@@ -5,3 +5,4 @@ from .momentum import (DistillAlphaHook, FeatureQueueHook, ITMNegativeWarmupHook
                        MomentumUpdateHook)
 from .stagewise import StagewiseFreezeHook  # noqa: F401
 from .data_skips import DataSkipReportHook  # noqa: F401
+from .compile import CompileHook  # noqa: F401
