@@ -2,11 +2,13 @@
 
     python tools/benchmark.py CONFIG [--batch-size N] [--steps K] [--warmup W]
         [--compare open_clip|hf|none] [--amp bf16] [--compile] [--grad-ckpt]
-        [--device cpu|cuda] [--json OUT.json] [--cfg-options KEY=VALUE ...]
+        [--adamw fused|foreach] [--device cpu|cuda] [--json OUT.json]
+        [--cfg-options KEY=VALUE ...]
 
 Builds the config's model (random weights: pretrained weights are not loaded), a synthetic
 batch of the config's shapes (images of ``image_size``, texts of the tokenizer's
-``max_length`` drawn from its vocabulary), and AdamW (``foreach``; ``fused`` on CUDA). Times
+``max_length`` drawn from its vocabulary), and AdamW (``--adamw fused``, the default, as the
+paper configs, or ``foreach``). Times
 ``--warmup`` then ``--steps`` full training steps (forward, loss, backward, optimizer step),
 each synchronised, and reports the median step time, samples/s, peak memory (CUDA max
 allocated, or the process's peak RSS on a CPU; and how much of it the step itself adds
@@ -116,11 +118,10 @@ def synthetic_batch(cfg, model, batch_size: int, device: str) -> dict:
         data['data_samples']
 
 
-def make_step(model, loss_fn: Callable, device: str, amp: Optional[str]):
+def make_step(model, loss_fn: Callable, device: str, amp: Optional[str],
+              adamw: str = 'fused'):
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1,
-                            **(dict(fused=True) if device.startswith('cuda') else
-                               dict(foreach=True)))
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, **{adamw: True})
     dtype = torch.bfloat16 if amp == 'bf16' else None
 
     from vlp.models.utils.feature_queue import FeatureQueue
@@ -264,6 +265,9 @@ def main(argv=None) -> dict:
     parser.add_argument('--amp', default=None, choices=[None, 'bf16'])
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--grad-ckpt', action='store_true')
+    parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach'],
+                        help="torch AdamW's implementation, on both sides (default: fused, "
+                             'as the paper configs)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', default=None)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -305,13 +309,14 @@ def main(argv=None) -> dict:
             vlp_loss = anchor.vlp_loss_fn
             if args.compile:
                 raise SystemExit('--compile with an objective subset is not supported')
-    steps = {'vlp': make_step(model, vlp_loss, args.device, args.amp)}
+    steps = {'vlp': make_step(model, vlp_loss, args.device, args.amp, args.adamw)}
     counts = {'vlp': n_params(model)}
     if anchor is not None:
         twin_loss = anchor.loss_fn
         if args.compile:
             twin_loss = torch.compile(anchor.loss_fn)
-        steps[anchor.name] = make_step(anchor.model, twin_loss, args.device, args.amp)
+        steps[anchor.name] = make_step(anchor.model, twin_loss, args.device, args.amp,
+                                       args.adamw)
         counts[anchor.name] = n_params(anchor.model)
     flops = count_flops(steps['vlp'])
     tensors = {k: tensor_memory(f, extra=[v for v in inputs.values() if torch.is_tensor(v)])
@@ -330,7 +335,7 @@ def main(argv=None) -> dict:
     rows['vlp'].update(flops_per_sample=flops // B,
                        mfu=round(flops / statistics.median(times['vlp']) / peak, 4))
     result = dict(config=args.config, device=args.device, batch_size=B, amp=args.amp,
-                  compile=args.compile, grad_ckpt=args.grad_ckpt,
+                  compile=args.compile, grad_ckpt=args.grad_ckpt, adamw=args.adamw,
                   matmul_peak_tflops=round(peak / 1e12, 3),
                   peak_memory_mib=round(peak_memory(args.device), 1),
                   step_memory_mib=round(peak_memory(args.device) - baseline, 1), rows=rows)

@@ -91,7 +91,7 @@ custom_hooks = [
 max_epochs = 30
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.02),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-4, weight_decay=0.02),
     # no weight decay on biases and norms (timm's filter_bias_and_bn, as ALBEF);
     # bypass_duplicate: the MLM decoder shares its weight with the word embeddings
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,

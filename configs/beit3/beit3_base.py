@@ -88,7 +88,8 @@ train_dataloader = dict(
 max_iters = 1_000_000
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-3, betas=(0.9, 0.98), eps=1e-6,
+                   weight_decay=0.05),
     # no decay on norms, biases, [CLS] / [MASK] and the position tables; bypass_duplicate:
     # the MLM decoder shares its weight with the word embeddings
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,

@@ -96,7 +96,7 @@ custom_hooks = [
 max_epochs = 20
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-4, weight_decay=0.05),
+    optimizer=dict(type='AdamW', fused=True, lr=3e-4, weight_decay=0.05),
     # bypass_duplicate: the decoder shares modules with the encoder and the LM head its
     # output matrix with the word embeddings
     paramwise_cfg=dict(bypass_duplicate=True))

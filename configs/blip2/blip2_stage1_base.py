@@ -75,7 +75,7 @@ test_cfg = dict(type='RetrievalTestLoop')
 max_iters = 250000
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.98), weight_decay=0.05),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-4, betas=(0.9, 0.98), weight_decay=0.05),
     # bypass_duplicate: the LM head's output matrix is the word embedding matrix
     paramwise_cfg=dict(bypass_duplicate=True))
 param_scheduler = [

@@ -78,7 +78,7 @@ test_cfg = dict(type='TestLoop')
 max_iters = 80000
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.98), weight_decay=0.05),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-4, betas=(0.9, 0.98), weight_decay=0.05),
     # a paramwise_cfg makes mmengine skip requires_grad=False parameters (the frozen ViT
     # and LLM never enter the optimizer); no decay on norms and biases as LAVIS
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0))

@@ -27,7 +27,7 @@ load_from = 'work_dirs/coca_base/iter_last.pth'
 
 max_epochs = 10
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=1e-5, betas=(0.9, 0.98),
+                     optimizer=dict(type='AdamW', fused=True, lr=1e-5, betas=(0.9, 0.98),
                                     weight_decay=0.1))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=1,

@@ -55,7 +55,7 @@ train_dataloader = dict(
 max_epochs = 1
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0),
     # a paramwise_cfg makes mmengine skip requires_grad=False parameters
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 # 558K / 256 = 2,180 steps; warm-up 3%

@@ -88,7 +88,8 @@ max_iters = 100000
 warmup_iters = max_iters // 10
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-8),
+    optimizer=dict(type='AdamW', fused=True, lr=1e-4, weight_decay=0.01, betas=(0.9, 0.98),
+                   eps=1e-8),
     # no weight decay on biases and norms (ViLT); bypass_duplicate: the MLM decoder is tied
     # to the word embeddings
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,

@@ -86,7 +86,8 @@ test_cfg = dict(type='RetrievalTestLoop')
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01),
+    optimizer=dict(type='AdamW', fused=True, lr=2e-4, betas=(0.9, 0.98), eps=1e-8,
+                   weight_decay=0.01),
     clip_grad=None,
     # no decay on norms, biases, layer scale, [CLS] / [MASK] and the position bias
     # (VLMo's no_decay list); the MLM decoder shares the word embeddings
