@@ -92,3 +92,24 @@ def test_compile_compiles_the_forward_not_the_train_step(configs, tmp_path):
     losses = vlp_toy.read_losses(work)
     assert sorted(losses) == [0, 1] and all(torch.isfinite(torch.tensor(v))
                                            for v in losses.values())
+
+
+def test_test_metrics_are_dumped_by_the_main_process_only(configs, tmp_path, monkeypatch):
+    """mmengine's LoggerHook dumps the test metrics on every rank into one file (two ranks
+    of dist_test.sh corrupted it); vlp's LoggerHook, which vlp configs resolve to, lets
+    the main process alone write it."""
+    import vlp.engine.hooks.logger as logger_mod
+    plain, _ = configs
+    work = str(tmp_path / 'work')
+    runner = train_tool.main([plain, '--work-dir', work])
+    hook = [h for h in runner.hooks if type(h).__name__ == 'LoggerHook']
+    assert len(hook) == 1 and type(hook[0]) is logger_mod.LoggerHook
+    calls = []
+    monkeypatch.setattr(logger_mod.MMLoggerHook, 'after_test_epoch',
+                        lambda self, runner, metrics=None: calls.append(metrics))
+    monkeypatch.setattr(logger_mod, 'is_main_process', lambda: False)
+    hook[0].after_test_epoch(runner, {'m': 1.0})
+    assert calls == []
+    monkeypatch.setattr(logger_mod, 'is_main_process', lambda: True)
+    hook[0].after_test_epoch(runner, {'m': 1.0})
+    assert calls == [{'m': 1.0}]

@@ -6,3 +6,4 @@ from .momentum import (DistillAlphaHook, FeatureQueueHook, ITMNegativeWarmupHook
 from .stagewise import StagewiseFreezeHook  # noqa: F401
 from .data_skips import DataSkipReportHook  # noqa: F401
 from .compile import CompileHook  # noqa: F401
+from .logger import LoggerHook  # noqa: F401
