@@ -239,7 +239,8 @@ class HFBlipPretrain(nn.Module):
     self-attention with the encoder, as BLIP ties them), the projections and ITM head."""
 
     def __init__(self, config, queue_size: int, alpha: float, queue_init: str,
-                 share_decoder: bool, with_itm: bool, with_lm: bool, enc_token_id: int, dec_token_id: int):
+                 share_decoder: bool, with_itm: bool, with_lm: bool, enc_token_id: int,
+                 dec_token_id: int):
         super().__init__()
         from transformers.models.blip.modeling_blip import BlipVisionModel
         from transformers.models.blip.modeling_blip_text import (BlipTextLMHeadModel,
@@ -305,14 +306,14 @@ class HFBlipPretrain(nn.Module):
         sim_t2i = text_feat @ image_all / self.temp
         loss = 0.5 * (-(F.log_softmax(sim_i2t, 1) * t_i2t).sum(1).mean()
                       - (F.log_softmax(sim_t2i, 1) * t_t2i).sum(1).mean())
-        with torch.no_grad():  # _dequeue_and_enqueue: write at the pointer, wrap around
-            ptr, K = self.queue_ptr, max(self.queue_size, 1)
-            cols = (torch.arange(B, device=images.device) + ptr) % K
-            if self.queue_size:
+        if self.queue_size:  # _dequeue_and_enqueue: write at the pointer, wrap around
+            K = self.queue_size
+            with torch.no_grad():
+                cols = (torch.arange(B, device=images.device) + self.queue_ptr) % K
                 self.image_queue[:, cols] = image_feat_m.t()
                 self.text_queue[:, cols] = text_feat_m.t()
-                self.queue_ptr = (ptr + B) % K
-                self.queue_filled = min(K, self.queue_filled + B)
+            self.queue_ptr = (self.queue_ptr + B) % K
+            self.queue_filled = min(K, self.queue_filled + B)
         if self.itm_head is not None:
             enc_ids = input_ids.clone()
             enc_ids[:, 0] = self.enc_token_id
@@ -359,9 +360,9 @@ def hf_blip(model, inputs, samples, device) -> Anchor:
     queue = model.queue
     queue_size = 0 if queue is None else int(queue.size)
     twin = HFBlipPretrain(config, queue_size, model.alpha if model.momentum_distill else 0.0,
-                          'random' if queue is None else queue.init, model.share_decoder, model.itm_head is not None,
-                          model.decoder is not None, model.enc_token_id,
-                          model.dec_token_id).to(device).train()
+                          'random' if queue is None else queue.init, model.share_decoder,
+                          model.itm_head is not None, model.decoder is not None,
+                          model.enc_token_id, model.dec_token_id).to(device).train()
 
     def loss():
         return twin(inputs['images'], inputs['input_ids'], inputs['attention_mask'])

@@ -15,13 +15,7 @@ import torch
 from mmengine.hooks import Hook
 
 from vlp.registry import HOOKS
-
-
-def unwrap_model(model):
-    """The model inside DDP / DeepSpeed / mmengine wrappers (``.module`` chains)."""
-    while hasattr(model, 'module') and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return model
+from .zero_shot import unwrap_model
 
 
 @HOOKS.register_module()
