@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from vlp.models.utils import generation as gen_mod
@@ -275,11 +276,21 @@ SAMPLING_CASES = [
 ]
 
 
+# Beam sampling ranks its draws by score in transformers <= 4.49 and >= 5.24 (what vlp does);
+# 4.50-5.23 kept them in the order drawn (vlp/models/utils/generation.py's docstring).
+_HF_VERSION = tuple(int(x) for x in transformers.__version__.split('.')[:2])
+_HF_BEAM_SAMPLE_UNSORTED = (4, 50) <= _HF_VERSION < (5, 24)
+
+
 @pytest.mark.parametrize('case', range(len(SAMPLING_CASES)))
 def test_sampling_matches_hf_with_same_seed(model, prompts, case):
     """Both draw from torch's global generator with one multinomial call per step on the same
-    probabilities, so with the same seed the samples are identical (plain and beam sampling)."""
+    probabilities, so with the same seed the samples are identical (plain and beam sampling).
+    Checked against transformers 5.25 (requirements/constraints.txt)."""
     kw = SAMPLING_CASES[case]
+    if kw.get('num_beams', 1) > 1 and _HF_BEAM_SAMPLE_UNSORTED:
+        pytest.skip(f'transformers {transformers.__version__} ranks beam-sampling draws in the order '
+                    'drawn (4.50-5.23); vlp ranks them by score, as 4.49 and 5.24+ do')
     torch.manual_seed(123)
     a = ours(model, prompts, do_sample=True, **kw)
     torch.manual_seed(123)

@@ -16,9 +16,9 @@ cache reordering under beam search) and cheap for captions of <= ~40 tokens; do 
 for long-form generation. Rows that cannot change the result any more are not recomputed:
 finished rows of greedy/sampling and batch items whose beam search is over.
 
-Semantics follow Hugging Face ``transformers.GenerationMixin.generate`` (checked against
-transformers 5.23, the vectorised beam search introduced in 4.50) token for token; the tests
-compare with it. In detail:
+Semantics follow Hugging Face ``transformers.GenerationMixin.generate`` token for token
+(checked against transformers 5.25, the version locked in requirements/constraints.txt; the
+tests compare with it). In detail:
 
 * Lengths: ``max_length`` / ``min_length`` count the prompt; ``max_new_tokens`` overrides
   ``max_length`` with ``L0 + max_new_tokens``. EOS is forbidden (logit ``-inf``) while the
@@ -40,10 +40,13 @@ compare with it. In detail:
 * Beam search: each item keeps ``num_beams`` running beams (initially only beam 0 is live:
   the others start at ``-1e9``) and ``num_beams`` finished hypotheses. Per step the
   ``K = max(2, 1 + n_eos) * num_beams`` best continuations of the summed log-probabilities
-  (drawn without replacement from ``softmax`` of them under beam sampling) are taken; those
-  ending in EOS, or reaching ``max_length``, are finished candidates, but only if ranked in
-  the first ``num_beams`` of the K; the best ``num_beams`` unfinished continuations keep
-  running. A finished candidate is scored ``sum_logprobs / n_gen ** length_penalty`` where
+  (drawn without replacement from ``softmax`` of them under beam sampling, then sorted by
+  score) are taken; those ending in EOS, or reaching ``max_length``, are finished
+  candidates, but only if ranked in the first ``num_beams`` of the K; the best
+  ``num_beams`` unfinished continuations keep running. Beam sampling ranks the K draws by
+  their summed log-probability, as transformers <= 4.49 (``beam_sample``) and >= 5.24 do;
+  transformers 4.50-5.23 ranked them in the order drawn, so an EOS drawn early but scored
+  low could finish a hypothesis there (and the same seed gives other samples). A finished candidate is scored ``sum_logprobs / n_gen ** length_penalty`` where
   ``n_gen`` is the number of *generated* tokens, EOS included, prompt excluded (versions of
   transformers before 4.50 divided by other lengths), and enters the finished set if it
   beats its worst member. Sequences that reach ``max_length`` without EOS are finished the
@@ -260,6 +263,10 @@ def _beam_search(fn, input_ids, *, eos, pad_token_id, max_length, num_beams, do_
         if do_sample:
             cand = torch.multinomial(total.softmax(dim=-1), n_cand, generator=generator)
             cand_scores = total.gather(1, cand)
+            # rank the drawn candidates by score: "the first nb" below means the nb best of
+            # the draws, not the first nb drawn (HF <= 4.49 and >= 5.24; see the docstring)
+            cand_scores, order = cand_scores.sort(dim=-1, descending=True)
+            cand = cand.gather(1, order)
         else:
             cand_scores, cand = total.topk(n_cand, dim=-1)
         src_beam, token = cand // vocab, cand % vocab
