@@ -7,23 +7,24 @@ texts, classify images zero-shot (CLIP, Radford et al. 2021, Sec. 3.1).
 >>> text_feat = encode_text(model, ['a dog', 'a cat'])  # -> [B, D]
 >>> probs = zero_shot_classify(model, images, ['dog', 'cat'], templates='simple')
 
-Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain
-containers only, plus exactly the classes mmengine writes into its training checkpoints
-(the scoped allow-list of :mod:`vlp.engine.checkpoint`). A file holding any other object
-is refused, never executed.
+Checkpoints are read by :func:`vlp.engine.checkpoint.read_state_dict`: a ``torch.save``
+file with ``torch.load(weights_only=True)`` (tensors and plain containers only, plus
+exactly the classes mmengine writes into its training checkpoints: the scoped allow-list
+of :mod:`vlp.engine.checkpoint`), a ``.safetensors`` file, or a DeepSpeed checkpoint
+directory of any ZeRO stage (consolidated weights-only). A file holding any other object
+is refused (``UnsafeCheckpointError``), never executed.
 """
 import logging
 import os.path as osp
-from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
-from mmengine.utils import digit_version, import_modules_from_strings
+from mmengine.utils import import_modules_from_strings
 
 from vlp.evaluation.metrics.zero_shot import Template, zero_shot_classifier
 from vlp.registry import MODELS
@@ -31,46 +32,24 @@ from vlp.registry import MODELS
 __all__ = ['init_model', 'load_weights', 'encode_image', 'encode_text',
            'zero_shot_classify']
 
-_HAS_SAFE_GLOBALS = digit_version(torch.__version__) >= digit_version('2.6.0')
-
-
-def _read_weights_only(filename: str) -> object:
-    """``torch.load(weights_only=True)`` on CPU, mmengine's training-checkpoint classes
-    allowed for this call only."""
-    if not _HAS_SAFE_GLOBALS:  # no scoped allow-list before torch 2.6: plain weights-only
-        return torch.load(filename, map_location='cpu', weights_only=True)
-    from vlp.engine.checkpoint import MMENGINE_SAFE_GLOBALS
-    with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-        return torch.load(filename, map_location='cpu', weights_only=True)
-
-
-def _state_dict_of(checkpoint: object) -> Dict[str, torch.Tensor]:
-    """The weights in a checkpoint: ``state_dict`` (mmengine, open_clip), ``module``
-    (a DeepSpeed model-states file) or the checkpoint itself (a bare state dict)."""
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f'a checkpoint is a dict, got {type(checkpoint).__name__}')
-    state = checkpoint
-    for key in ('state_dict', 'module'):
-        if isinstance(checkpoint.get(key), dict):
-            state = checkpoint[key]
-            break
-    non_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if non_tensor:
-        raise TypeError(f'the checkpoint has no state_dict (non-tensor entries: '
-                        f'{non_tensor[:5]})')
-    prefix = 'module.'
-    return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
-                       for k, v in state.items())
-
 
 def load_weights(model: nn.Module, checkpoint: str, strict: bool = True) -> nn.Module:
     """Load ``checkpoint`` (weights-only) into ``model``; a leading ``module.`` is stripped.
 
+    ``checkpoint``: a ``torch.save`` file (an mmengine checkpoint's ``state_dict``, a
+    DeepSpeed ``module`` entry or a bare state dict), a ``.safetensors`` file or a
+    DeepSpeed checkpoint directory (see :func:`vlp.engine.checkpoint.read_state_dict`).
     Missing and unexpected keys are logged; with ``strict`` any of them is an error.
+
+    Raises:
+        FileNotFoundError: no such file or directory.
+        vlp.engine.checkpoint.UnsafeCheckpointError: the file holds objects other than
+            weights (nothing in it ran).
     """
-    if not osp.isfile(checkpoint):
+    if not osp.exists(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
-    state = _state_dict_of(_read_weights_only(checkpoint))
+    from vlp.engine.checkpoint import read_state_dict
+    state = read_state_dict(checkpoint)
     result = model.load_state_dict(state, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
@@ -90,7 +69,9 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
     Args:
         config: a config file path or an mmengine ``Config``.
         checkpoint: weights file (an mmengine checkpoint's ``state_dict``, a DeepSpeed
-            ``module`` entry or a bare state dict); ``None`` keeps the constructor's weights.
+            ``module`` entry, a bare state dict, ``.safetensors``) or a DeepSpeed
+            checkpoint directory of any ZeRO stage, read weights-only (:func:`load_weights`);
+            ``None`` keeps the constructor's weights.
         device: where the model is put.
         cfg_options: overrides merged into the config (``{'model.text.layers': 2}``).
         strict: missing or unexpected keys are an error (``False``: a warning).

@@ -23,11 +23,14 @@ import os
 import os.path as osp
 import re
 import shutil
-import zipfile
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+
+if osp.dirname(osp.abspath(__file__)) not in sys.path:  # _torchscript beside this file
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 # OpenAI CLIP's image statistics (0-1 scale); vlp's data preprocessor takes the 0-255 scale.
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -294,17 +297,38 @@ def cast_state_dict(state_dict: Dict[str, torch.Tensor],
 
 
 # -- files ----------------------------------------------------------------------------
-def load_weights_file(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file: a TorchScript archive (OpenAI's original CLIP release
-    files) through ``torch.jit.load``, anything else through vlp's weights-only
-    :func:`~vlp.models.backbones.timm_tower.read_state_dict` (``.safetensors``, a plain
-    state dict or one under ``'state_dict'``/``'model'``, ``module.`` prefixes dropped)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if any(n.endswith('/constants.pkl') or n == 'constants.pkl' for n in zf.namelist()):
-                return dict(torch.jit.load(path, map_location='cpu').state_dict())
-    from vlp.models.backbones.timm_tower import read_state_dict
-    return read_state_dict(path)
+def load_weights_file(path: str, weights_only: bool = True,
+                      opt_out: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, read without running code from it.
+
+    A TorchScript archive (OpenAI's original CLIP release files) is read by
+    :func:`_torchscript.read_torchscript_state_dict` (its code is never compiled or run);
+    anything else by vlp's weights-only
+    :func:`~vlp.engine.checkpoint.read_state_dict` (``.safetensors``, a plain state dict or
+    one under ``'state_dict'``/``'module'``/``'model'``, ``module.`` prefixes dropped). A
+    file holding other objects is refused (``UnsafeCheckpointError``, naming ``opt_out``).
+
+    ``weights_only=False`` (a converter's ``--no-weights-only``, for trusted files only)
+    uses ``torch.jit.load`` / ``torch.load(weights_only=False)``, which run code from the
+    file.
+    """
+    from _torchscript import read_torchscript_state_dict, torchscript_root
+    from vlp.engine.checkpoint import read_state_dict, state_dict_of
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} not found')
+    if torchscript_root(path) is not None:
+        if weights_only:
+            return dict(read_torchscript_state_dict(path, opt_out=opt_out))
+        return dict(torch.jit.load(path, map_location='cpu').state_dict())
+    if weights_only:
+        return dict(read_state_dict(path, opt_out=opt_out))
+    if path.endswith('.safetensors'):
+        return dict(read_state_dict(path))
+    return dict(state_dict_of(torch.load(path, map_location='cpu', weights_only=False), path))
+
+
+#: what the converters with ``--no-weights-only`` tell a user whose file was refused
+NO_WEIGHTS_ONLY_HINT = 'pass --no-weights-only to unpickle it fully'
 
 
 def save_converted(out_dir: str, model_cfg: dict, state_dict: Dict[str, torch.Tensor],

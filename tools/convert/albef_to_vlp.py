@@ -66,7 +66,6 @@ config. The ALBEF ViT (LayerNorm eps 1e-6, exact GELU, class token, final norm) 
 import argparse
 import math
 import os.path as osp
-import pickle
 import re
 import sys
 from dataclasses import dataclass
@@ -416,22 +415,11 @@ def bert_tokenizer_cfg(path: str, max_length: int = ALBEF_TEXT_MAX_LENGTH,
 
 # -- files -------------------------------------------------------------------------------------
 def load_albef_checkpoint(path: str, weights_only: bool = True) -> Dict[str, torch.Tensor]:
-    """The state dict of an ALBEF checkpoint file (under ``'model'`` in ALBEF's files)."""
-    if weights_only:
-        try:
-            return common.load_weights_file(path)
-        except pickle.UnpicklingError as e:
-            raise RuntimeError(
-                f'{path} does not load weights-only ({e}); if you trust the file, pass '
-                '--no-weights-only') from e
-    obj = torch.load(path, map_location='cpu', weights_only=False)
-    for key in ('model', 'state_dict'):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise TypeError(f'{path!r} does not hold a state dict of tensors')
-    return _strip_module(obj)
+    """The state dict of an ALBEF checkpoint file (under ``'model'`` in ALBEF's files),
+    read weights-only unless ``weights_only=False`` (``--no-weights-only``: trusted files
+    only, it unpickles the file fully)."""
+    return _strip_module(common.load_weights_file(path, weights_only,
+                                                  opt_out=common.NO_WEIGHTS_ONLY_HINT))
 
 
 def convert(checkpoint: str, out_dir: str, image_res: int = 256,

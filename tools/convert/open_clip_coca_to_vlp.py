@@ -190,7 +190,7 @@ def open_clip_coca_config_to_vlp(model_cfg: dict, tokenizer: Optional[dict] = No
 
 def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[str] = 'auto',
             dtype: Optional[torch.dtype] = torch.float32, mean=None, std=None,
-            model_name: str = '') -> Dict[str, Union[str, dict]]:
+            model_name: str = '', weights_only: bool = True) -> Dict[str, Union[str, dict]]:
     """Convert an open_clip CoCa checkpoint; returns the written paths and config
     (arguments as :func:`open_clip_to_vlp.convert`)."""
     model = open_clip_coca_config_to_vlp(model_cfg, None, mean, std)
@@ -200,7 +200,8 @@ def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[
     if files:
         model['tokenizer'] = common.tokenizer_cfg(files, model['text']['context_length'])
     state = common.cast_state_dict(
-        convert_open_clip_coca_state_dict(common.load_weights_file(checkpoint)), dtype)
+        convert_open_clip_coca_state_dict(common.load_weights_file(
+            checkpoint, weights_only, opt_out=common.NO_WEIGHTS_ONLY_HINT)), dtype)
     common.check_state_dict(model, state)
     meta = dict(source='open_clip.CoCa', source_path=osp.abspath(checkpoint),
                 converter='tools/convert/open_clip_coca_to_vlp.py', model_name=model_name,

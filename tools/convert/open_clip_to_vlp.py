@@ -10,7 +10,9 @@ Usage::
 ``--model-config`` a JSON file of the same form (``embed_dim``, ``quick_gelu``,
 ``vision_cfg``, ``text_cfg``). ``FILE``: a ``.safetensors`` file, a ``torch.save`` state
 dict (also an open_clip training checkpoint: ``state_dict`` with ``module.`` prefixes) or
-OpenAI's TorchScript release. Writes ``OUT_DIR/config.py`` and ``OUT_DIR/model.pth``; the
+OpenAI's TorchScript release (its weights are read without running its code;
+``--no-weights-only`` loads a trusted file with ``torch.jit.load`` / a full unpickle
+instead). Writes ``OUT_DIR/config.py`` and ``OUT_DIR/model.pth``; the
 tokenizer vocabulary (``--tokenizer FILE``, by default open_clip's bundled
 ``bpe_simple_vocab_16e6.txt.gz`` for models with the OpenAI tokenizer) is copied and named
 in the config.
@@ -194,7 +196,7 @@ def _default_tokenizer_file(model_cfg: dict) -> Optional[str]:
 
 def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[str] = 'auto',
             dtype: Optional[torch.dtype] = torch.float32, mean=None, std=None,
-            model_name: str = '') -> Dict[str, Union[str, dict]]:
+            model_name: str = '', weights_only: bool = True) -> Dict[str, Union[str, dict]]:
     """Convert an open_clip checkpoint; returns the written paths and config.
 
     Args:
@@ -206,6 +208,8 @@ def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[
         dtype: dtype of the floating tensors written (``None`` keeps them).
         mean, std: image statistics on the 0-1 scale.
         model_name: open_clip model name, recorded in the checkpoint meta.
+        weights_only: read ``checkpoint`` without running code from it (``False``: a
+            trusted file, through ``torch.jit.load`` / ``torch.load(weights_only=False)``).
     """
     arch = open_clip_arch(model_cfg, mean, std)
     if tokenizer == 'auto':
@@ -214,7 +218,8 @@ def convert(model_cfg: dict, checkpoint: str, out_dir: str, tokenizer: Optional[
     tok_cfg = common.tokenizer_cfg(files, arch.context_length) if files else None
     model = common.build_model_cfg(arch, tok_cfg)
     state = common.cast_state_dict(
-        convert_open_clip_state_dict(common.load_weights_file(checkpoint)), dtype)
+        convert_open_clip_state_dict(common.load_weights_file(
+            checkpoint, weights_only, opt_out=common.NO_WEIGHTS_ONLY_HINT)), dtype)
     common.check_state_dict(model, state)
     meta = dict(source='open_clip.CLIP', source_path=osp.abspath(checkpoint),
                 converter='tools/convert/open_clip_to_vlp.py', model_name=model_name,
@@ -246,6 +251,7 @@ def main(argv: Optional[List[str]] = None, convert_fn=None, description: Optiona
     parser.add_argument('--mean', type=float, nargs=3, help='image mean, 0-1 scale')
     parser.add_argument('--std', type=float, nargs=3, help='image std, 0-1 scale')
     common.add_dtype_arg(parser)
+    common.add_weights_only_arg(parser)
     args = parser.parse_args(argv)
     if args.model_name:
         import open_clip
@@ -258,7 +264,7 @@ def main(argv: Optional[List[str]] = None, convert_fn=None, description: Optiona
     out = convert_fn(model_cfg, args.checkpoint, args.out_dir,
                      tokenizer=None if args.no_tokenizer else args.tokenizer,
                      dtype=common.dtype_arg(args.dtype), mean=args.mean, std=args.std,
-                     model_name=args.model_name or '')
+                     model_name=args.model_name or '', weights_only=not args.no_weights_only)
     print(f'wrote {out["config"]} and {out["checkpoint"]}')
 
 

@@ -183,10 +183,10 @@ def load_checkpoint(path: str, weights_only: bool = True) -> Dict[str, torch.Ten
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return dict(load_file(path, device='cpu'))
-    if weights_only:
+    if weights_only:  # refused (UnsafeCheckpointError) when it holds other objects
         from vlp.engine.checkpoint import safe_load
-        ckpt = safe_load(path, map_location='cpu')
-    else:
+        ckpt = safe_load(path, map_location='cpu', opt_out=common.NO_WEIGHTS_ONLY_HINT)
+    else:  # --no-weights-only: trusted files only
         ckpt = torch.load(path, map_location='cpu', weights_only=False)
     for key in ('model', 'module', 'state_dict'):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):

@@ -20,16 +20,22 @@ in vlp's ``STRATEGIES`` under the same name (configs write
   :mod:`~vlp.engine.strategies.deepspeed_compat`): mmengine registering DeepSpeed's
   removed 1-bit optimizers, and DeepSpeed's parameter broadcasts failing on 0-dim
   parameters (CLIP's ``logit_scale``);
-- reads DeepSpeed checkpoints weights-only (:class:`WeightsOnlyCheckpointEngine`; DeepSpeed
-  itself loads them with ``weights_only=False``);
-- ``load_from`` takes a DeepSpeed checkpoint directory or a plain weights file (loaded
-  weights-only; ZeRO-3 parameters are gathered to load it).
+- reads DeepSpeed checkpoints weights-only: the engine's files through
+  :class:`WeightsOnlyCheckpointEngine`, the ZeRO consolidation of ``load_from`` through
+  :func:`~vlp.engine.checkpoint.read_deepspeed_state_dict` (DeepSpeed itself, engine and
+  ``zero_to_fp32`` alike, unpickles them with ``weights_only=False``); DeepSpeed's
+  universal checkpoints, which its ZeRO code reads with ``weights_only=False`` outside the
+  checkpoint engine, are refused;
+- ``load_from`` takes a DeepSpeed checkpoint directory of any ZeRO stage or a plain
+  weights file (loaded weights-only; ZeRO-3 parameters are gathered to load it).
 
 Activation checkpointing needs no DeepSpeed config: models switch it on themselves
 (``grad_checkpointing=True`` -> ``VLPModel.set_grad_checkpointing``).
 """
 import importlib
+import os
 import os.path as osp
+import shutil
 from typing import Callable, Dict, List, Optional, Union
 
 from vlp.engine.dist import init_dist, setup_deepspeed_accelerator_env
@@ -42,21 +48,20 @@ import torch.distributed as torch_dist  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from deepspeed.accelerator import get_accelerator  # noqa: E402
 from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine  # noqa: E402
-from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler  # noqa: E402
-from deepspeed.runtime.zero.config import ZeroStageEnum  # noqa: E402
-from deepspeed.utils.tensor_fragment import fragment_address  # noqa: E402
 from mmengine._strategy.deepspeed import DeepSpeedStrategy as MMDeepSpeedStrategy  # noqa: E402
 from mmengine._strategy.deepspeed import MMDeepSpeedEngineWrapper  # noqa: E402
 from mmengine.optim import BaseOptimWrapper  # noqa: E402
 from mmengine.utils import apply_to  # noqa: E402
 
-from vlp.engine.checkpoint import safe_load  # noqa: E402
+from vlp.engine.checkpoint import (deepspeed_model_states_file,  # noqa: E402
+                                   deepspeed_safe_globals, read_deepspeed_state_dict,
+                                   safe_load)
+from vlp.engine.safe_io import atomic_torch_save, fsync_dir, temp_name  # noqa: E402
 from vlp.engine.strategies import deepspeed_compat  # noqa: E402,F401  (patches on import)
 from vlp.registry import MODEL_WRAPPERS, STRATEGIES  # noqa: E402
 
-# Non-tensor objects DeepSpeed writes into its checkpoint files (found by inspecting ZeRO
-# 0-3 x fp32/bf16 checkpoints; DynamicLossScaler is fp16's counterpart of LossScaler)
-DEEPSPEED_SAFE_GLOBALS = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+# Non-tensor objects DeepSpeed writes into its checkpoint files (see vlp.engine.checkpoint)
+DEEPSPEED_SAFE_GLOBALS = deepspeed_safe_globals()
 
 
 class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
@@ -71,6 +76,12 @@ class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
     def load(self, path: str, map_location=None):
         return safe_load(path, map_location=map_location,
                          extra_safe_globals=self.extra_safe_globals)
+
+    def save(self, state_dict, path: str):
+        """Each file written under a temporary name and renamed (a full disk names the
+        file and the bytes it needed); the directory is renamed when complete
+        (:meth:`DeepSpeedStrategy.save_checkpoint`)."""
+        atomic_torch_save(state_dict, path)
 
 
 def _plain(obj):
@@ -210,9 +221,30 @@ class DeepSpeedStrategy(MMDeepSpeedStrategy):
         extra_ckpt = dict() if extra_ckpt is None else extra_ckpt
         if callback is not None:
             callback(extra_ckpt)
-        super().save_checkpoint(filename, save_optimizer=save_optimizer,
-                                save_param_scheduler=save_param_scheduler,
-                                extra_ckpt=extra_ckpt)
+        # Every rank writes its files into one temporary directory; when all are done, rank 0
+        # renames it to ``filename`` (a kill or a full disk before that leaves the previous
+        # checkpoints as they were, and the temporary is never picked by --resume).
+        final = osp.abspath(filename)
+        tmp = temp_name(final, unique=False)
+        if torch_dist.get_rank() == 0 and osp.isdir(tmp):
+            shutil.rmtree(tmp)  # left by an interrupted save of the same name
+        torch_dist.barrier()
+        try:
+            super().save_checkpoint(tmp, save_optimizer=save_optimizer,
+                                    save_param_scheduler=save_param_scheduler,
+                                    extra_ckpt=extra_ckpt)
+        finally:
+            torch_dist.barrier()  # every rank's part written (or failed)
+        if torch_dist.get_rank() == 0:
+            old = None
+            if osp.exists(final):  # a re-save of the same name: move the old one aside first
+                old = temp_name(final + '.old')
+                os.replace(final, old)
+            os.replace(tmp, final)
+            fsync_dir(osp.dirname(final))
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        torch_dist.barrier()
 
     def resume(self, filename: str, *, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default',
@@ -220,6 +252,7 @@ class DeepSpeedStrategy(MMDeepSpeedStrategy):
         """Load model, ZeRO optimizer partitions, optimizer wrapper, schedulers and the
         client state (meta, message hub, hook states) of a DeepSpeed checkpoint."""
         self.logger.info(f'Resume checkpoint from {filename}')
+        self._refuse_universal_checkpoints()
         dirname, tag = osp.split(osp.abspath(filename))
         _, extra_ckpt = self.model.load_checkpoint(
             dirname, tag=tag, load_optimizer_states=resume_optimizer,
@@ -256,20 +289,18 @@ class DeepSpeedStrategy(MMDeepSpeedStrategy):
             self._load_weights(state_dict, strict=strict, revise_keys=revise_keys)
             return extra_ckpt
 
+        self._refuse_universal_checkpoints()
         dirname, tag = osp.split(osp.abspath(filename))
         engine = self.model.model
         full_states = osp.join(filename, 'mp_rank_00_model_states.pt')
         if engine.zero_optimization_partition_weights() or not osp.isfile(full_states):
             # A ZeRO-3 engine or checkpoint: DeepSpeed's own module-only load looks for a
             # 'latest' file (which mmengine's tag-named checkpoints do not write) and would
-            # read the wrong tag if one existed. Consolidate this tag's fp32 weights instead
-            # (DeepSpeed's zero_to_fp32, which reads the partitions with weights_only=False).
-            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-            state_dict = get_fp32_state_dict_from_zero_checkpoint(dirname, tag=tag)
+            # read the wrong tag if one existed. Consolidate this tag's fp32 weights instead,
+            # weights-only (DeepSpeed's zero_to_fp32 alone would unpickle them fully).
+            state_dict = read_deepspeed_state_dict(filename)
             self._load_weights(state_dict, strict=strict, revise_keys=revise_keys)
-            rank0 = full_states if osp.isfile(full_states) else osp.join(
-                filename, 'zero_pp_rank_0_mp_rank_00_model_states.pt')
-            extra_ckpt = safe_load(rank0, map_location='cpu',
+            extra_ckpt = safe_load(deepspeed_model_states_file(filename), map_location='cpu',
                                    extra_safe_globals=DEEPSPEED_SAFE_GLOBALS)
             extra_ckpt.pop('module', None)
         else:
@@ -281,6 +312,16 @@ class DeepSpeedStrategy(MMDeepSpeedStrategy):
         if callback is not None:
             callback(extra_ckpt)
         return extra_ckpt
+
+    def _refuse_universal_checkpoints(self) -> None:
+        """DeepSpeed reads universal checkpoints (``checkpoint.load_universal``) with
+        ``torch.load(weights_only=False)`` in its ZeRO code, past the checkpoint engine."""
+        if self.model.model.load_universal_checkpoint():
+            raise ValueError(
+                'DeepSpeed universal checkpoints (checkpoint=dict(load_universal=True) in the '
+                'DeepSpeed config) are unpickled by DeepSpeed with weights_only=False, which '
+                'can run code from the files: vlp does not load them. Load the DeepSpeed '
+                'checkpoint directory the run wrote instead.')
 
     def _load_weights(self, state_dict: dict, strict: bool, revise_keys: list) -> None:
         """Load a full state dict into the engine's module; under ZeRO-3 the partitioned

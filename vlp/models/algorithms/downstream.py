@@ -56,24 +56,31 @@ GROW_KEYS = (r'word_embeddings\.weight$',)
 
 
 def resolve_checkpoint(path: str) -> str:
-    """A checkpoint file, or a work directory (its ``last_checkpoint``, as mmengine writes
-    it after training)."""
-    if osp.isdir(path):
+    """A checkpoint file or DeepSpeed checkpoint directory, or a work directory (its
+    ``last_checkpoint``, as mmengine writes it after training)."""
+    from vlp.engine.checkpoint import is_deepspeed_checkpoint_dir
+    if osp.isdir(path) and not is_deepspeed_checkpoint_dir(path):
         last = osp.join(path, 'last_checkpoint')
         if not osp.isfile(last):
             raise FileNotFoundError(f'{path} is a directory without a last_checkpoint file: '
                                     'train the model first, or name a checkpoint file')
         with open(last, encoding='utf-8') as f:
             path = f.read().strip()
-    if '://' not in path and not osp.isfile(path):
+    if '://' not in path and not osp.exists(path):
         raise FileNotFoundError(f'pretrained checkpoint not found: {path}')
     return path
 
 
 def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
-    """The model weights of a checkpoint file or work directory (``state_dict`` / ``model``
-    / ``module`` wrappers and a leading ``module.`` removed)."""
-    ckpt = CheckpointLoader.load_checkpoint(resolve_checkpoint(path), map_location='cpu')
+    """The model weights of a checkpoint file, DeepSpeed checkpoint directory or work
+    directory (``state_dict`` / ``model`` / ``module`` wrappers and a leading ``module.``
+    removed). Local files are read weights-only (:mod:`vlp.engine.checkpoint`: a file
+    holding other objects is refused, nothing in it runs); URLs through mmengine's
+    ``CheckpointLoader`` (``torch.load``'s weights-only default)."""
+    from vlp.engine.checkpoint import load_from_local
+    path = resolve_checkpoint(path)
+    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu') if '://' in path \
+        else load_from_local(path, map_location='cpu')
     for key in ('state_dict', 'model', 'module'):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]

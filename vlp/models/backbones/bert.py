@@ -279,10 +279,11 @@ def _read_state_dict(src: Union[str, Dict[str, torch.Tensor]]) -> Dict[str, torc
                 break
         else:
             raise FileNotFoundError(f'no model.safetensors or pytorch_model.bin in {src}')
-    if src.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(src)
-    return torch.load(src, map_location='cpu', weights_only=True)
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f'HF BERT checkpoint {src} not found')
+    # .safetensors, or a torch.save file read weights-only (UnsafeCheckpointError otherwise)
+    from vlp.engine.checkpoint import read_state_dict
+    return dict(read_state_dict(src))
 
 
 _HF_LAYER = {  # HF sub-key -> (vlp sub-key, fused slot)

@@ -10,6 +10,7 @@ both, so they build without weights (tests, the meta device) and load them when 
 
 :class:`LMTokenizer` (``TOKENIZERS``) gives the LM's own tokenizer vlp's tokenizer contract.
 """
+import pickle
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -62,7 +63,17 @@ class HFLanguageModel(nn.Module):
             kwargs = dict(local_files_only=True, **(from_pretrained_kwargs or {}))
             if dtype is not None:
                 kwargs['dtype'] = dtype
-            self.model = auto.from_pretrained(pretrained, **kwargs)
+            try:  # transformers reads pytorch_model.bin weights-only (model.safetensors: no pickle)
+                self.model = auto.from_pretrained(pretrained, **kwargs)
+            except pickle.UnpicklingError as e:
+                from vlp.engine.checkpoint import unsafe_checkpoint_error
+                refused = unsafe_checkpoint_error(
+                    e, f'{pretrained} (its PyTorch weights file)',
+                    opt_out='pass from_pretrained_kwargs=dict(weights_only=False) (this '
+                    'unpickles it fully), or save it as model.safetensors')
+                if refused is None:
+                    raise
+                raise refused from e
         elif config is not None:
             config = dict(config)
             if 'model_type' not in config:

@@ -23,29 +23,19 @@ from vlp.registry import MODELS
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors of a local ``.safetensors`` file or a weights-only ``torch.save`` file (an
-    mmengine training checkpoint's message-hub classes are allowed).
+    """Tensors of a local ``.safetensors`` file, a weights-only ``torch.save`` file (an
+    mmengine training checkpoint's message-hub classes are allowed) or a DeepSpeed
+    checkpoint directory: :func:`vlp.engine.checkpoint.read_state_dict`.
 
-    A dict holding the weights under ``'state_dict'`` or ``'model'`` (mmengine, timm
-    training checkpoints) is unwrapped; a ``module.`` prefix on every key (DDP) is dropped.
+    A dict holding the weights under ``'state_dict'``, ``'module'`` or ``'model'``
+    (mmengine, DeepSpeed, timm training checkpoints) is unwrapped; a ``module.`` prefix on
+    every key (DDP) is dropped. A file holding objects other than weights is refused
+    (``UnsafeCheckpointError``), nothing in it runs.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        sd = load_file(path, device='cpu')
-    else:
-        from vlp.engine.checkpoint import safe_load  # weights-only, mmengine classes allowed
-        sd = safe_load(path, map_location='cpu')
-    for key in ('state_dict', 'model'):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-            break
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise TypeError(f'{path!r} does not hold a state dict of tensors')
-    if sd and all(k.startswith('module.') for k in sd):
-        sd = {k[len('module.'):]: v for k, v in sd.items()}
-    return dict(sd)
+    from vlp.engine.checkpoint import read_state_dict as read_weights
+    return dict(read_weights(path))
 
 
 def _prefix_regex(pattern: str, prefix: str) -> str:
@@ -115,8 +105,18 @@ class TimmTower(nn.Module):
             if value is not None:
                 kwargs[name] = value
         self.model_name = model_name
-        self.model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
-                                       **kwargs)
+        try:
+            self.model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
+                                           **kwargs)
+        except RuntimeError as e:
+            # timm reads its pretrained files weights-only and says so without the file name
+            from vlp.engine.checkpoint import unsafe_checkpoint_error
+            source = (kwargs.get('pretrained_cfg_overlay') or {}).get('file') or \
+                f'timm pretrained weights of {model_name}'
+            refused = unsafe_checkpoint_error(e.__cause__, source) if pretrained else None
+            if refused is None:
+                raise
+            raise refused from e
         if not head_conv:
             self._remove_head_conv()
         self.embed_dim = self.model.num_features
