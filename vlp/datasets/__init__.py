@@ -1,6 +1,7 @@
 """Importing this package registers datasets, transforms, collate functions and tokenizers."""
 from . import transforms  # noqa: F401  (registers the transforms)
 from .collate import vlp_collate
+from .samplers import DefaultSampler, InfiniteSampler, SampleKey, sample_rng
 from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class_names,
                    demo_corpus, demo_scenes)
 from .demo_tasks import DemoNLVR2, DemoSNLIVE, DemoVQA, demo_task_corpus
@@ -13,7 +14,7 @@ from .video_text import (DemoVideoText, LoadVideoFrames, VideoTextDataset,
                          random_segment_frame_indices, uniform_frame_indices)
 from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 
-__all__ = ['vlp_collate', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
+__all__ = ['vlp_collate', 'DefaultSampler', 'InfiniteSampler', 'SampleKey', 'sample_rng', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
            'demo_class_names', 'DEMO_TEMPLATES', 'DemoVQA', 'DemoNLVR2', 'DemoSNLIVE',
            'demo_task_corpus', 'BaseImageTextDataset', 'ImageTextJsonDataset',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',

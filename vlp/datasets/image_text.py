@@ -29,6 +29,7 @@ from mmengine.logging import print_log
 from torch.utils.data import get_worker_info
 
 from vlp.registry import DATASETS, TRANSFORMS
+from .samplers import sample_rng
 
 
 def build_transform(cfg):
@@ -156,6 +157,12 @@ class BaseImageTextDataset(BaseDataset):
     def __getitem__(self, idx: int) -> dict:
         if not self._fully_initialized:
             self.full_init()
+        # random choices of this sample (caption, augmentations, replacements) follow from
+        # the sampler's (seed, epoch, index), not from the worker's RNG (datasets/samplers.py)
+        with sample_rng(idx):
+            return self._fetch(idx)
+
+    def _fetch(self, idx: int) -> dict:
         for _ in range(self.max_refetch + 1):
             data = self.prepare_data(idx)
             if data is not None:

@@ -20,6 +20,7 @@ from mmengine.dataset import BaseDataset
 
 from vlp.registry import DATASETS
 from .image_text import BaseImageTextDataset, build_transform
+from .samplers import sample_rng
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.JPEG', '.JPG', '.PNG')
 
@@ -89,6 +90,10 @@ class TextCorpusDataset(BaseDataset):
         self.text_files = _files(ann_file, data_root)
         super().__init__(ann_file=self.text_files[0], data_root=data_root,
                          pipeline=[build_transform(t) for t in pipeline], **kwargs)
+
+    def __getitem__(self, idx: int) -> dict:
+        with sample_rng(idx):  # per-sample randomness from the sampler's key
+            return super().__getitem__(idx)
 
     def load_data_list(self) -> List[dict]:
         data = []

@@ -45,7 +45,8 @@ def random_segment_frame_indices(num_total: int, num_frames: int,
     """One frame drawn uniformly in each of ``num_frames`` equal segments."""
     if num_total < 1:
         raise ValueError('a video without frames')
-    rng = rng or np.random.default_rng()
+    if rng is None:  # from numpy's global stream, which a SampleKey seeds per sample
+        rng = np.random.default_rng(np.random.randint(2 ** 31, size=2))
     out = []
     for i in range(num_frames):
         lo = int(i * num_total / num_frames)

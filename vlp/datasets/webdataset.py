@@ -32,6 +32,7 @@ import io
 import logging
 import os.path as osp
 import random
+import zlib
 from functools import partial
 from typing import Iterator, List, Optional, Sequence, Union
 
@@ -42,6 +43,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from vlp.registry import DATASETS
 from .image_text import SharedCounter, build_transform
+from .samplers import SampleKey, sample_rng
 
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp')
 
@@ -189,10 +191,13 @@ class WebDatasetImageText(IterableDataset):
         if 'image_id' in meta:  # ALBEF / BLIP: captions of one image are positives
             sample['image_id'] = int(meta['image_id'])
         self._read.increment()
-        for t in self.pipeline:
-            sample = t(sample)
-            if sample is None:
-                raise ValueError(f'{url}: the pipeline dropped {key}')
+        # the sample's random choices follow from (seed, epoch, url/key), not from which
+        # worker read it (as the map-style datasets' SampleKey, vlp/datasets/samplers.py)
+        with sample_rng(SampleKey(zlib.crc32(f'{url}/{key}'.encode()), self.seed, self.epoch)):
+            for t in self.pipeline:
+                sample = t(sample)
+                if sample is None:
+                    raise ValueError(f'{url}: the pipeline dropped {key}')
         return sample
 
     def __iter__(self) -> Iterator[dict]:

@@ -34,6 +34,12 @@ def prepare_launch(cfg: Config) -> Config:
         if not any(h.get('type') in ('CompileHook', 'vlp.CompileHook') for h in hooks):
             hooks.append(dict(type='CompileHook', options=options))
         cfg.custom_hooks = hooks
+    train_cfg = cfg.get('train_cfg')
+    if train_cfg and 'by_epoch' in train_cfg and 'type' not in train_cfg:
+        # mmengine builds its own loop classes for the by_epoch form, bypassing the
+        # registry: name the loop so vlp's (exact mid-epoch resume) is used
+        by_epoch = train_cfg.pop('by_epoch')
+        train_cfg['type'] = 'EpochBasedTrainLoop' if by_epoch else 'IterBasedTrainLoop'
     for name, hook in list((cfg.get('default_hooks') or {}).items()):
         if hook is None and name not in _MMENGINE_DEFAULT_HOOKS:
             cfg.default_hooks.pop(name)

@@ -8,13 +8,12 @@ When the states are taken and put back matters:
   only, so when a :class:`~mmengine.hooks.CheckpointHook` is about to save, this hook
   (priority ``LOW``, before the checkpoint hook's ``VERY_LOW``) all-gathers every rank's
   states first; ``before_save_checkpoint`` then stores them under ``checkpoint['rng_state']``.
-- **Restored**: at the point of the loop that corresponds to the saving moment.
-  ``IterBasedTrainLoop`` first fast-forwards its dataloader over the batches already
-  trained on (which draws from the RNGs: DataLoader seeds, main-process augmentations),
-  so the states are put back right after that fast-forward, before the next batch is
-  fetched. ``EpochBasedTrainLoop`` resumes at an epoch boundary: they are put back in
-  ``before_train_epoch``, before the epoch's DataLoader iterator draws its seed. Other
-  loops: at the first ``before_train_iter``.
+- **Restored**: when the resumed run's data stand at the resume point, just before the
+  first batch is fetched: vlp's training loops (``vlp.engine.runner.loops``) call the
+  resume callback this hook registers in ``before_train_epoch``, after skipping the
+  batches already trained. Nothing the uninterrupted run does between the save and that
+  point draws from these RNGs: those loops' DataLoader draws its worker seeds from its
+  own generator. Other loops: at the first ``before_train_iter`` (after the first fetch).
 - **Validation** during training is made RNG-neutral (states stashed in ``before_val``,
   put back in ``after_val``), so whether a validation ran between a checkpoint and the
   next training step does not change the training stream.
@@ -30,7 +29,6 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.runner import EpochBasedTrainLoop
 
 from vlp.registry import HOOKS
 
@@ -61,25 +59,6 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state['torch'].cpu())
     if state.get('cuda') is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state['cuda'].cpu())
-
-
-class _RestoreBeforeNext:
-    """Wraps a loop's dataloader iterator: after ``skip`` batches (the fast-forward),
-    restore the RNGs, then hand the loop its original iterator back."""
-
-    def __init__(self, loop, skip: int, restore):
-        self.loop, self.inner, self.remaining, self.restore = (
-            loop, loop.dataloader_iterator, skip, restore)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.remaining == 0:
-            self.restore()
-            self.loop.dataloader_iterator = self.inner
-        self.remaining -= 1
-        return next(self.inner)
 
 
 @HOOKS.register_module()
@@ -162,18 +141,14 @@ class RNGStateHook(Hook):
         runner.logger.info(f'Restored the RNG states saved at iteration {payload["iter"]}')
 
     def before_train_epoch(self, runner) -> None:
-        if self._pending is None or self._pending.get('iter') != runner.iter:
-            return
         loop = runner.train_loop
-        if hasattr(loop, 'dataloader_iterator') and runner.iter > 0:
-            # IterBasedTrainLoop: restore after its fast-forward over runner.iter batches
-            loop.dataloader_iterator = _RestoreBeforeNext(
-                loop, runner.iter, lambda: self._restore(runner))
-        elif isinstance(loop, EpochBasedTrainLoop):
-            self._restore(runner)
+        if self._pending is not None and callable(getattr(loop, 'add_resume_callback', None)):
+            # vlp's loops call it when the data stand at the resume point, before the
+            # first batch is fetched (a main-process fetch may draw from these RNGs)
+            loop.add_resume_callback(lambda: self._restore(runner))
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if self._pending is not None:  # a loop of another kind
+        if self._pending is not None:  # a loop without resume callbacks
             self._restore(runner)
 
     # -- validation leaves the training stream untouched --------------------------------

@@ -1,2 +1,3 @@
 """Loops; importing this package registers them in ``vlp.registry.LOOPS``."""
-from .loops import RetrievalTestLoop, RetrievalValLoop  # noqa: F401
+from .loops import (EpochBasedTrainLoop, IterBasedTrainLoop, RetrievalTestLoop,  # noqa: F401
+                    RetrievalValLoop)
