@@ -19,8 +19,10 @@ from vlp.engine.dist import setup_deepspeed_accelerator_env  # noqa: E402
 
 setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
+from vlp.engine.config_check import (CfgOptionsAction, ConfigError,  # noqa: E402
+                                     check_cfg_values, check_options_and_merge)
 from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
 
 
@@ -30,8 +32,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file or DeepSpeed checkpoint dir')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b])')
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b]); a key '
+        'the config lacks must be one something reads (vlp/engine/config_check.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -44,8 +47,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    try:  # bad options or impossible values: a short message before anything is built
+        check_options_and_merge(cfg, args.cfg_options)
+        check_cfg_values(cfg, args.cfg_options)
+    except ConfigError as err:
+        print(f'test.py: error: {err}', file=sys.stderr)
+        raise SystemExit(2)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

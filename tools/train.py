@@ -4,8 +4,10 @@
         [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
 
 - ``--work-dir`` defaults to ``cfg.work_dir`` or ``./work_dirs/<config name>``.
-- ``--resume`` alone resumes from the latest checkpoint in the work dir; with a path,
-  from that checkpoint (a ``.pth`` file, or a DeepSpeed checkpoint directory).
+- ``--resume`` alone resumes from the newest complete checkpoint in the work dir (the one
+  ``last_checkpoint`` names, or, if a save was interrupted, the newest complete one before
+  it: vlp/engine/hooks/checkpoint.py); with a path, from that checkpoint (a ``.pth`` file,
+  or a DeepSpeed checkpoint directory), checked for completeness first.
 - ``--amp``: mixed precision. With mmengine's Runner the optim wrapper becomes
   ``AmpOptimWrapper`` (float16 + loss scaling on GPUs, bfloat16 autocast on CPU, see
   :mod:`vlp.engine.optim.amp`); with a DeepSpeed strategy it turns on the strategy's
@@ -29,8 +31,12 @@ from vlp.engine.dist import setup_deepspeed_accelerator_env  # noqa: E402
 
 setup_deepspeed_accelerator_env()  # before mmengine.runner imports deepspeed
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
+from vlp.engine.config_check import (CfgOptionsAction, ConfigError,  # noqa: E402
+                                     check_cfg_values, check_options_and_merge)
+from vlp.engine.hooks.checkpoint import (checkpoint_problem,  # noqa: E402
+                                         find_resumable_checkpoint)
 from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
 
 
@@ -44,8 +50,9 @@ def parse_args(argv=None):
         'in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision training')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b])')
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        help='override config settings, key=value pairs (xxx=yyy, a.b=c, k=[a,b]); a key '
+        'the config lacks must be one something reads (vlp/engine/config_check.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local_rank (older) or --local-rank
@@ -57,9 +64,9 @@ def parse_args(argv=None):
 
 
 def merge_args(cfg: Config, args) -> Config:
-    """Apply the command line to the config."""
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    """Apply the command line to the config; a ``--cfg-options`` key that nothing would
+    read raises :class:`~vlp.engine.config_check.ConfigError`."""
+    check_options_and_merge(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -82,9 +89,17 @@ def merge_args(cfg: Config, args) -> Config:
                 cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the newest *complete* checkpoint (an interrupted save is never picked)
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
+        if not cfg.resume:
+            print(f'--resume: no checkpoint in {cfg.work_dir}; training from the start')
     elif args.resume is not None:
+        problem = checkpoint_problem(args.resume)
+        if problem is not None:
+            raise FileNotFoundError(f'--resume {args.resume}: cannot resume from it ({problem}); '
+                                    'give another checkpoint, or --resume alone for the newest '
+                                    'complete one in the work dir')
         cfg.resume = True
         cfg.load_from = args.resume
     cfg.launcher = args.launcher
@@ -93,7 +108,12 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    try:  # bad options or impossible values: a short message before anything is built
+        cfg = merge_args(Config.fromfile(args.config), args)
+        check_cfg_values(cfg, args.cfg_options)
+    except (ConfigError, FileNotFoundError) as err:  # FileNotFoundError: config, --resume
+        print(f'train.py: error: {err}', file=sys.stderr)
+        raise SystemExit(2)
     prepare_launch(cfg)
     runner = build_runner(cfg)
     runner.train()

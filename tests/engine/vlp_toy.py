@@ -99,6 +99,8 @@ class ToyContrastive(VLPModel):
         labels = torch.arange(logits.shape[0], device=logits.device)
         loss = (F.cross_entropy(logits.float(), labels) +
                 F.cross_entropy(logits.t().float(), labels)) / 2
+        if getattr(self, 'inject_nan', False):  # set by NaNInjectHook
+            loss = loss * float('nan')
         return dict(loss_itc=loss, logit_scale=self.logit_scale.detach().exp())
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
@@ -535,3 +537,72 @@ class StageStateRecorderHook(Hook):
                         stateful_frozen=stateful_frozen,
                         optimizer_matches=in_opt == set(trainable), stage=module.stage),
                    osp.join(runner.work_dir, f'stage_state_{it}_rank{rank}.pt'))
+
+
+@HOOKS.register_module()
+class NaNInjectHook(Hook):
+    """Makes the toy model's loss NaN at the given iterations (0-based), on the given
+    ranks (all by default): a bad batch or an overflow at a known step."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, iters=(), ranks=None):
+        self.iters, self.ranks = set(iters), ranks
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        module = runner.model
+        while isinstance(getattr(module, 'module', None), torch.nn.Module):
+            module = module.module
+        module.inject_nan = runner.iter in self.iters and (self.ranks is None or rank in self.ranks)
+
+
+@HOOKS.register_module()
+class KillDuringSaveHook(Hook):
+    """SIGKILLs this process during the ``at``-th checkpoint save (1-based) at ``point``:
+
+    - ``'mid_write'``: half of the checkpoint's bytes written (to the temporary file);
+    - ``'before_rename'``: the temporary file complete, not yet renamed;
+    - ``'after_rename'``: the new checkpoint in place, old ones not yet removed and
+      ``last_checkpoint`` not yet rewritten;
+    - ``'last_checkpoint'``: ``last_checkpoint`` truncated (mmengine writes it in place).
+    """
+
+    def __init__(self, at: int = 2, point: str = 'mid_write'):
+        self.at, self.point, self.saves = at, point, 0
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.saves += 1
+        if self.saves != self.at:
+            return
+        import signal
+
+        import vlp.engine.safe_io as safe_io
+        from vlp.engine.hooks import checkpoint as ckpt_hook
+
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        if self.point in ('mid_write', 'before_rename'):
+            real_replace = os.replace
+
+            def write_then_die(path, write, size_hint=None):
+                tmp = safe_io.temp_name(path)
+                with open(tmp, 'wb') as f:
+                    write(f)
+                    if self.point == 'mid_write':
+                        f.truncate(max(1, f.tell() // 2))
+                    f.flush()
+                die()
+            safe_io._write = write_then_die
+            del real_replace
+        elif self.point == 'after_rename':
+            def die_instead(*args, **kwargs):
+                die()
+            ckpt_hook.atomic_write_text = die_instead
+        elif self.point == 'last_checkpoint':
+            def truncate_and_die(path, text):
+                open(path, 'w').close()
+                die()
+            ckpt_hook.atomic_write_text = truncate_and_die
+        else:
+            raise ValueError(self.point)

@@ -29,15 +29,24 @@ def _cfg(argv):
     return train_tool.merge_args(Config.fromfile(args.config), args)
 
 
-def test_work_dir_and_resume_arguments(configs):
+def test_work_dir_and_resume_arguments(configs, tmp_path):
     plain, _ = configs
     cfg = _cfg([plain])
     assert cfg.work_dir == osp.join('./work_dirs', 'plain') and cfg.launcher == 'none'
     assert not cfg.resume and cfg.load_from is None
-    cfg = _cfg([plain, '--resume', '--work-dir', '/tmp/x'])
-    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == '/tmp/x'
-    cfg = _cfg([plain, '--resume', 'some/iter_4.pth'])
-    assert cfg.resume is True and cfg.load_from == 'some/iter_4.pth'
+    # --resume alone: the newest complete checkpoint of the work dir, none -> from the start
+    work = tmp_path / 'w'
+    cfg = _cfg([plain, '--resume', '--work-dir', str(work)])
+    assert cfg.resume is False and cfg.load_from is None and cfg.work_dir == str(work)
+    work.mkdir()
+    torch.save({'state_dict': {}}, work / 'iter_4.pth')
+    (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
+    cfg = _cfg([plain, '--resume', '--work-dir', str(work)])
+    assert cfg.resume is True and cfg.load_from == str(work / 'iter_4.pth')
+    cfg = _cfg([plain, '--resume', str(work / 'iter_4.pth')])
+    assert cfg.resume is True and cfg.load_from == str(work / 'iter_4.pth')
+    with pytest.raises(FileNotFoundError, match='cannot resume from it'):
+        _cfg([plain, '--resume', 'some/iter_4.pth'])
     cfg = _cfg([plain, '--cfg-options', 'train_cfg.max_iters=5', 'model.drop=0.5'])
     assert cfg.train_cfg.max_iters == 5 and cfg.model.drop == 0.5
 

@@ -7,3 +7,4 @@ from .stagewise import StagewiseFreezeHook  # noqa: F401
 from .data_skips import DataSkipReportHook  # noqa: F401
 from .compile import CompileHook  # noqa: F401
 from .logger import LoggerHook  # noqa: F401
+from .checkpoint import CheckpointHook  # noqa: F401

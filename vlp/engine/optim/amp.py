@@ -17,6 +17,8 @@ from mmengine.optim import AmpOptimWrapper as MMAmpOptimWrapper
 from mmengine.optim import OptimWrapper
 
 from vlp.registry import OPTIM_WRAPPERS
+from .nonfinite import DEFAULT as NONFINITE_DEFAULT
+from .nonfinite import GuardedStep
 
 
 def accelerator_available() -> bool:
@@ -25,8 +27,9 @@ def accelerator_available() -> bool:
 
 
 @OPTIM_WRAPPERS.register_module(name='AmpOptimWrapper')
-class AmpOptimWrapper(MMAmpOptimWrapper):
-    """mmengine's AMP wrapper on accelerators; bfloat16 autocast on CPU.
+class AmpOptimWrapper(GuardedStep, MMAmpOptimWrapper):
+    """mmengine's AMP wrapper on accelerators; bfloat16 autocast on CPU; the non-finite
+    guard of :mod:`vlp.engine.optim.nonfinite` (``nonfinite=None`` turns it off).
 
     Args:
         loss_scale: as mmengine's (ignored on CPU: bfloat16 needs no loss scaling).
@@ -39,7 +42,8 @@ class AmpOptimWrapper(MMAmpOptimWrapper):
 
     def __init__(self, loss_scale: Union[str, float, dict] = 'dynamic',
                  dtype: Union[str, torch.dtype, None] = None, use_fsdp: bool = False,
-                 **kwargs):
+                 nonfinite=NONFINITE_DEFAULT, **kwargs):
+        self._setup_guard(nonfinite)
         if accelerator_available():
             super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
             return

@@ -16,6 +16,15 @@ from mmengine.model import BaseModel
 from vlp.registry import MODELS, TOKENIZERS
 
 
+_LAST_LOSS_TERMS: Dict[str, torch.Tensor] = {}
+
+
+def last_loss_terms() -> Dict[str, torch.Tensor]:
+    """The loss terms of the latest training step of any :class:`VLPModel` in this
+    process (detached), as ``parse_losses`` computed them."""
+    return dict(_LAST_LOSS_TERMS)
+
+
 def build_part(cfg, registry=MODELS):
     """Build a part from a config dict; pass modules and ``None`` through."""
     if cfg is None or isinstance(cfg, torch.nn.Module):
@@ -84,6 +93,15 @@ class VLPModel(BaseModel):
         return mask_id, special, vocab
 
     # -- mmengine entry point -------------------------------------------------------
+    def parse_losses(self, losses):
+        """mmengine's; the step's terms are also kept for the non-finite guard's messages
+        (:func:`last_loss_terms`)."""
+        loss, log_vars = super().parse_losses(losses)
+        _LAST_LOSS_TERMS.clear()
+        _LAST_LOSS_TERMS.update((k, v.detach() if torch.is_tensor(v) else v)
+                                for k, v in log_vars.items())
+        return loss, log_vars
+
     def forward(self, inputs: Dict[str, torch.Tensor], data_samples: Optional[dict] = None,
                 mode: str = 'tensor'):
         if mode == 'loss':
