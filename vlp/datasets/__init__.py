@@ -5,7 +5,9 @@ from .samplers import DefaultSampler, InfiniteSampler, SampleKey, sample_rng
 from .demo import (DEMO_TEMPLATES, DemoClassification, DemoImageText, demo_class_names,
                    demo_corpus, demo_scenes)
 from .demo_tasks import DemoNLVR2, DemoSNLIVE, DemoVQA, demo_task_corpus
-from .image_text import BaseImageTextDataset, CsvImageTextDataset, ImageTextJsonDataset
+from .image_text import (AnnotationError, BaseImageTextDataset, CsvImageTextDataset,
+                         ImageTextJsonDataset)
+from .skips import SKIP_REASONS, BadSample, SkipLog
 from .unimodal import ImageListDataset, TextCorpusDataset
 from .vqa import VQAv2Dataset
 from .reasoning import ImageFolderClassification, NLVR2Dataset, SNLIVEDataset
@@ -17,6 +19,7 @@ from .tokenizers import BertTokenizer, CLIPTokenizer, DemoTokenizer, HFTokenizer
 __all__ = ['vlp_collate', 'DefaultSampler', 'InfiniteSampler', 'SampleKey', 'sample_rng', 'DemoImageText', 'DemoClassification', 'demo_corpus', 'demo_scenes',
            'demo_class_names', 'DEMO_TEMPLATES', 'DemoVQA', 'DemoNLVR2', 'DemoSNLIVE',
            'demo_task_corpus', 'BaseImageTextDataset', 'ImageTextJsonDataset',
+           'AnnotationError', 'BadSample', 'SkipLog', 'SKIP_REASONS',
            'CsvImageTextDataset', 'CLIPTokenizer', 'BertTokenizer', 'DemoTokenizer',
            'HFTokenizer', 'ImageListDataset', 'TextCorpusDataset',
            'WebDatasetImageText', 'DemoVideoText', 'LoadVideoFrames', 'VideoTextDataset',

@@ -30,6 +30,7 @@ from mmengine.logging import print_log
 
 from vlp.registry import DATASETS
 from .image_text import BaseImageTextDataset, build_transform
+from .skips import run_pipeline
 
 __all__ = ['NLVR2Dataset', 'SNLIVEDataset', 'ImageFolderClassification']
 
@@ -156,9 +157,8 @@ class NLVR2Dataset(BaseImageTextDataset):
             for r in records:
                 missing = [p for p in r['img_paths'] if not exists(p, self.backend_args)]
                 if missing:
-                    self._skipped.increment()
-                    print_log(f'{type(self).__name__}: image file not found, dropping the '
-                              f'pair: {missing[0]}', logger='current', level=logging.WARNING)
+                    self.drop_entry('missing_file', f'image file not found, dropping the '
+                                    f'pair {r["identifier"]}: {missing[0]}', file=missing[0])
                     continue
                 kept.append(r)
             records = kept
@@ -167,19 +167,13 @@ class NLVR2Dataset(BaseImageTextDataset):
     def parse_record(self, record: dict) -> List[dict]:
         return [dict(record)]
 
-    def _skip(self, idx: int, where: str, logged: bool) -> None:
-        self._skipped.increment()
-        if not logged:
-            print_log(f'{type(self).__name__}: the pipeline dropped sample {idx} ({where}); '
-                      'fetching another', logger='current', level=logging.WARNING)
-
     def prepare_data(self, idx: int) -> Optional[dict]:
         info = self.get_data_info(idx)
         images = []
         for path in info['img_paths']:
-            res = self.image_pipeline(dict(img_path=path))
-            if res is None:
-                self._skip(idx, path, logged=True)  # LoadImage logged the path
+            res = run_pipeline(self.image_pipeline.transforms, dict(img_path=path),
+                               self.skips, index=idx, file=path, action=self._action)
+            if res is None:  # recorded (LoadImage logged the path)
                 return None
             if 'image' not in res:
                 raise KeyError(f"{type(self).__name__}: image_pipeline must write 'image' "
@@ -191,10 +185,8 @@ class NLVR2Dataset(BaseImageTextDataset):
                              f'{tuple(images[1].shape)}: resize them in image_pipeline')
         sample = dict(image=torch.stack(images), text=info['text'], label=info['label'],
                       identifier=info['identifier'], image_id=info['image_id'])
-        out = self.pipeline(sample)
-        if out is None:
-            self._skip(idx, info['img_paths'][0], logged=False)
-        return out
+        return run_pipeline(self.pipeline.transforms, sample, self.skips, index=idx,
+                            file=info['img_paths'][0], action=self._action)
 
 
 SNLI_VE_CLASSES = ('contradiction', 'neutral', 'entailment')

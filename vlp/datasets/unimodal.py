@@ -7,20 +7,22 @@ images for the text stage (English Wikipedia and BookCorpus).
   ``image_id``). Missing or unreadable images are skipped and counted as in
   :class:`~vlp.datasets.image_text.BaseImageTextDataset`.
 - :class:`TextCorpusDataset`: one passage per non-empty line of plain-text files; a
-  sample is the text alone (``text``).
+  sample is the text alone (``text``). A passage the pipeline rejects is skipped and
+  counted (``num_skipped``, ``skip_report()``).
 
 A path that does not exist raises ``FileNotFoundError`` naming it when the dataset is
 built, before training starts.
 """
 import os
 import os.path as osp
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 
 from vlp.registry import DATASETS
 from .image_text import BaseImageTextDataset, build_transform
 from .samplers import sample_rng
+from .skips import SkipLog, run_pipeline
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.JPEG', '.JPG', '.PNG')
 
@@ -88,12 +90,30 @@ class TextCorpusDataset(BaseDataset):
     def __init__(self, ann_file: Union[str, List[str]], pipeline: Sequence = (),
                  data_root: str = '', **kwargs):
         self.text_files = _files(ann_file, data_root)
+        self.skips = SkipLog(type(self).__name__)
         super().__init__(ann_file=self.text_files[0], data_root=data_root,
                          pipeline=[build_transform(t) for t in pipeline], **kwargs)
 
     def __getitem__(self, idx: int) -> dict:
         with sample_rng(idx):  # per-sample randomness from the sampler's key
             return super().__getitem__(idx)
+
+    def prepare_data(self, idx: int) -> Optional[dict]:
+        """The pipeline on one passage; a passage a transform rejects (``Tokenize``: empty
+        after the tokenizer's cleaning) or fails on is skipped and recorded, and mmengine
+        fetches another."""
+        out = run_pipeline(self.pipeline.transforms, self.get_data_info(idx), self.skips,
+                           index=idx, action='fetching another (random) passage')
+        if out is not None:
+            self.skips.delivered()
+        return out
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skips.total
+
+    def skip_report(self) -> dict:
+        return self.skips.report()
 
     def load_data_list(self) -> List[dict]:
         data = []

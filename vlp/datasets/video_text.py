@@ -84,8 +84,13 @@ class LoadVideoFrames:
                     else random_segment_frame_indices(n, self.num_frames))
             frames = vr.get_batch(inds).asnumpy()  # (T, H, W, 3) uint8
         except Exception as exn:  # missing, corrupt or undecodable: log, drop the sample
-            print_log(f'LoadVideoFrames: cannot read {path} ({type(exn).__name__}: {exn})',
-                      logger='current', level=logging.WARNING)
+            message = f'cannot read {path} ({type(exn).__name__}: {exn})'
+            print_log(f'LoadVideoFrames: {message}', logger='current', level=logging.WARNING)
+            local = isinstance(path, str) and '://' not in path
+            reason = ('missing_file' if local and not osp.exists(path) else
+                      'empty_file' if local and osp.getsize(path) == 0 else 'corrupt_file')
+            results['_skip'] = dict(reason=reason, file=str(path), message=message)
+            results['_skip_logged'] = True
             return None
         results['image'] = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         results['frame_inds'] = torch.tensor(inds, dtype=torch.long)

@@ -15,9 +15,11 @@ class LoadImage:
     """Read ``results[key]`` (a path or URI; mmengine ``fileio`` backends) into
     ``results['img']`` (PIL, RGB) and ``results['ori_shape'] = (H, W)``.
 
-    A missing, truncated or undecodable file returns ``None`` (mmengine's dataset then
-    fetches another sample and the vlp datasets count it in ``num_skipped``) after a
-    warning with the path through mmengine's current logger; it never raises.
+    A missing, empty, truncated or undecodable file returns ``None`` after a warning with
+    the path through mmengine's current logger; it never raises. It leaves
+    ``results['_skip'] = dict(reason, file, message)`` (reason ``'missing_file'``,
+    ``'empty_file'`` or ``'corrupt_file'``, see :data:`vlp.datasets.skips.SKIP_REASONS`),
+    which the vlp datasets record in their skip report before fetching another sample.
 
     Args:
         key: the field holding the path.
@@ -30,13 +32,26 @@ class LoadImage:
 
     def __call__(self, results: dict) -> Optional[dict]:
         path = results[self.key]
+        reason, buf = 'corrupt_file', None
         try:
-            img = Image.open(io.BytesIO(get(path, backend_args=self.backend_args)))
+            try:
+                data = get(path, backend_args=self.backend_args)
+            except FileNotFoundError:
+                reason = 'missing_file'
+                raise
+            if not data:
+                reason = 'empty_file'
+                raise OSError('the file is empty (0 bytes)')
+            buf = io.BytesIO(data)
+            img = Image.open(buf)
             img.load()  # decode now: a truncated file fails here, not later
             img = img.convert('RGB')
         except Exception as e:  # noqa: BLE001 - any unreadable image is skipped, loudly
-            print_log(f'LoadImage: cannot read image {path}: {type(e).__name__}: {e}; '
-                      'skipping this sample', logger='current', level=logging.WARNING)
+            error = str(e) if buf is None else str(e).replace(repr(buf), 'it')
+            message = f'cannot read image {path}: {type(e).__name__}: {error}'
+            print_log(f'LoadImage: {message}; skipping this sample', logger='current',
+                      level=logging.WARNING)
+            results['_skip'] = dict(reason=reason, file=str(path), message=message)
             results['_skip_logged'] = True
             return None
         results['img'] = img

@@ -6,6 +6,11 @@ import numpy as np
 import torch
 
 from vlp.registry import TOKENIZERS, TRANSFORMS
+from ..skips import BadSample
+
+
+_ALNUM = re.compile(r'[^\W_]')
+_ENTITY = re.compile(r'&#?\w+;')
 
 
 def _build_tokenizer(tokenizer):
@@ -32,6 +37,11 @@ class Tokenize:
             word share it), ``-1`` on special tokens and padding. Whole-word masking (ViLT)
             reads it. Needs a :class:`~vlp.datasets.tokenizers.HFTokenizer`-style tokenizer
             (``.tokenizer``, ``prefix_ids``, ``suffix_ids``).
+
+    A caption that is empty or blank after the tokenizer's own cleaning (``clean_fn``:
+    CLIP's html unescape, ftfy and whitespace folding), or an empty list of captions,
+    raises :class:`~vlp.datasets.skips.BadSample` (``'bad_caption'``): the dataset skips the
+    sample and records it instead of training on a caption of special tokens only.
     """
 
     def __init__(self, tokenizer: Union[dict, object], max_length: Optional[int] = None,
@@ -64,16 +74,30 @@ class Tokenize:
             out[i, :len(row)] = torch.tensor(row[:length], dtype=torch.long)
         return out
 
+    def _check(self, texts: Sequence[str]) -> None:
+        clean = getattr(self.tokenizer, 'clean_fn', None)
+        for t in texts:
+            if not isinstance(t, str):
+                raise BadSample('bad_caption', f'Tokenize: {self.key!r} holds a '
+                                f'{type(t).__name__} ({str(t)[:40]}), not a string')
+            # only text without a letter or digit (outside html entities) can clean to ''
+            maybe_empty = not _ALNUM.search(_ENTITY.sub('', t))
+            if maybe_empty and not (clean(t) if clean is not None else t).strip():
+                raise BadSample('bad_caption', f'Tokenize: the caption {t!r} in {self.key!r} '
+                                'is empty after the tokenizer\'s cleaning')
+
     def __call__(self, results: dict) -> dict:
         text = results[self.key]
         if isinstance(text, str):
+            self._check([text])
             out = self.tokenizer([text], max_length=self.max_length)
             out = {k: v[0] for k, v in out.items()}  # (L,)
             texts = [text]
         else:
             text = list(text)
             if not text:
-                raise ValueError(f'Tokenize: empty caption list in {self.key!r}')
+                raise BadSample('bad_caption', f'Tokenize: empty caption list in {self.key!r}')
+            self._check(text)
             if self.random_caption:
                 text = text[np.random.randint(len(text))]
                 results[self.key] = text
@@ -119,18 +143,33 @@ def pre_caption(caption: str, max_words: int = 30, style: str = 'blip') -> str:
 @TRANSFORMS.register_module()
 class CleanCaption:
     """Apply :func:`pre_caption` to ``results[key]`` (a str or a list of str); put it before
-    ``Tokenize`` as ALBEF and BLIP do (``max_words=30``)."""
+    ``Tokenize`` as ALBEF and BLIP do (``max_words=30``).
+
+    A caption the cleaning empties (``"..."``, ``"!!!"``) raises
+    :class:`~vlp.datasets.skips.BadSample` (``'bad_caption'``): the dataset skips the sample
+    and records it (in evaluation mode the image-text datasets drop such captions when they
+    read the annotations, with this same cleaning)."""
 
     def __init__(self, max_words: int = 30, style: str = 'blip', key: str = 'text'):
         self.max_words, self.style, self.key = max_words, style, key
         pre_caption('x', max_words, style)  # validate style early
 
+    def clean(self, text: str) -> str:
+        return pre_caption(text, self.max_words, self.style)
+
     def __call__(self, results: dict) -> dict:
         text = results[self.key]
-        if isinstance(text, str):
-            results[self.key] = pre_caption(text, self.max_words, self.style)
-        else:
-            results[self.key] = [pre_caption(t, self.max_words, self.style) for t in text]
+        texts = [text] if isinstance(text, str) else list(text)
+        for t in texts:
+            if not isinstance(t, str):
+                raise BadSample('bad_caption', f'CleanCaption: {self.key!r} holds a '
+                                f'{type(t).__name__} ({str(t)[:40]}), not a string')
+        cleaned = [self.clean(t) for t in texts]
+        for t, c in zip(texts, cleaned):
+            if not c.strip():
+                raise BadSample('bad_caption', f'CleanCaption: the caption {t!r} is empty '
+                                f'after cleaning (style={self.style!r})')
+        results[self.key] = cleaned[0] if isinstance(text, str) else cleaned
         return results
 
     def __repr__(self) -> str:
