@@ -50,6 +50,8 @@ _READ_TOP_LEVEL = {
     # tools/train.py, tools/test.py, vlp/engine/launch.py, mmengine's Config
     'test_after_train', 'runner_type', 'custom_imports', 'default_scope', 'launcher',
     'work_dir', 'resume', 'load_from',
+    # vlp/engine/watchdog.py (read by vlp/engine/launch.py)
+    'watchdog',
 }
 
 # untyped dicts mmengine builds anyway: path pattern -> the keys they take. A string names
@@ -68,6 +70,7 @@ _PLAIN = {
     # vlp.engine.dist.init_dist: timeout in seconds, port for slurm, the rest to torch
     'env_cfg.dist_cfg': 'torch.distributed.init_process_group',
     'auto_scale_lr': {'enable', 'base_batch_size'},
+    'watchdog': {'enable', 'timeout', 'interval', 'watch'},
     'custom_imports': {'imports', 'allow_failed_imports'},
     'optim_wrapper.paramwise_cfg': {  # DefaultOptimWrapperConstructor (vlp has no other)
         'custom_keys', 'bias_lr_mult', 'bias_decay_mult', 'norm_decay_mult',

@@ -87,7 +87,9 @@ def init_dist(launcher: str,
             without CUDA), ``'gloo'``...
         init_backend: ``'torch'`` (``init_process_group``) or ``'deepspeed'``
             (``deepspeed.init_distributed``).
-        kwargs: ``timeout`` in seconds, ``port`` for slurm; the rest goes to the init call.
+        kwargs: ``timeout`` in seconds (or a ``timedelta``): the default group's and,
+            through :func:`set_default_group_timeout`, that of every group created later
+            without one (DeepSpeed's); ``port`` for slurm; the rest goes to the init call.
 
     Returns:
         the backend used.
@@ -95,9 +97,9 @@ def init_dist(launcher: str,
     if torch_dist.is_available() and torch_dist.is_initialized():
         return torch_dist.get_backend()
     backend = resolve_backend(backend)
-    timeout = kwargs.pop('timeout', None)
-    if timeout is not None and not isinstance(timeout, datetime.timedelta):
-        kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+    timeout = to_timedelta(kwargs.pop('timeout', None))
+    if timeout is not None:
+        kwargs['timeout'] = timeout
     port = kwargs.pop('port', None)
     if launcher == 'slurm':
         _slurm_env(port)
@@ -130,4 +132,32 @@ def init_dist(launcher: str,
             deepspeed.init_distributed(dist_backend=backend, **kwargs)
     else:
         raise ValueError(f'init_backend must be torch or deepspeed, got {init_backend!r}')
+    if timeout is not None:
+        set_default_group_timeout(timeout)
     return backend
+
+
+def to_timedelta(timeout) -> Optional[datetime.timedelta]:
+    """``env_cfg.dist_cfg.timeout`` (seconds, or a ``timedelta``) as a ``timedelta``."""
+    if timeout is None or isinstance(timeout, datetime.timedelta):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f'env_cfg.dist_cfg.timeout must be a positive number of seconds, '
+                         f'got {timeout!r}')
+    return datetime.timedelta(seconds=timeout)
+
+
+def set_default_group_timeout(timeout: datetime.timedelta) -> None:
+    """Make ``timeout`` the timeout of process groups created later without one.
+
+    torch gives a group made by ``new_group()`` without a ``timeout`` the library default
+    (30 min; 10 min for nccl), not the timeout of the default group. DeepSpeed makes its
+    data-parallel group that way (``deepspeed.utils.groups._clone_world_group``) and ZeRO
+    reduces and gathers on it, so with ``env_cfg.dist_cfg.timeout=60`` a stalled rank
+    held its peers in ZeRO's all-gather for up to 30 min. torch reads the default from
+    ``distributed_c10d``'s module globals at group creation (``_get_default_timeout``).
+    """
+    import torch.distributed.distributed_c10d as c10d
+    c10d.default_pg_timeout = timeout
+    if getattr(c10d, 'default_pg_nccl_timeout', None) is not None:
+        c10d.default_pg_nccl_timeout = timeout

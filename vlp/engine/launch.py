@@ -3,6 +3,7 @@ and the choice between mmengine's ``Runner`` and ``FlexibleRunner``."""
 from mmengine.config import Config, ConfigDict
 
 from vlp.engine.dist import cuda_available, init_dist, resolve_backend
+from vlp.engine.watchdog import start_watchdog, stop_watchdog
 
 
 def uses_deepspeed(cfg: Config) -> bool:
@@ -54,6 +55,9 @@ def prepare_launch(cfg: Config) -> Config:
         kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
         init_dist(launcher, dist_cfg['backend'],
                   init_backend='deepspeed' if uses_deepspeed(cfg) else 'torch', **kwargs)
+        # a stalled or dead rank ends the job: a heartbeat thread per rank, stopped in
+        # finish_launch (config `watchdog`; vlp/engine/watchdog.py)
+        start_watchdog(cfg)
         if not cuda_available() and not cfg.get('strategy'):
             # mmengine passes device_ids=[LOCAL_RANK] to DDP, which is for GPU modules
             wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
@@ -89,5 +93,6 @@ def finish_launch(cfg: Config) -> None:
     if cfg.get('launcher', 'none') == 'none':
         return
     if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
+        torch_dist.barrier()  # the watchdog still runs here: a rank stalled before it
+        stop_watchdog()  # is reported; after it every rank is done (no false alarm)
         torch_dist.destroy_process_group()
