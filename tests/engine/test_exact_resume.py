@@ -2,8 +2,9 @@
 drawn at random per fetch, random crops and flips, and mid-epoch checkpoints.
 
 A small CLIP demo (the shipped config with tiny sizes) trains 2 epochs of 6 iterations with
-``num_workers=2, persistent_workers=True`` and a checkpoint every 4 iterations (iteration 4
-is inside epoch 1, iteration 8 inside epoch 2). Resuming from either gives the uninterrupted
+``num_workers=2, persistent_workers=True`` and a checkpoint every 3 iterations (iteration 6
+ends epoch 1 but is saved before the epoch's end hooks, iteration 9 is inside epoch 2).
+Resuming from either gives the uninterrupted
 run's per-iteration losses, bitwise on CPU, with the batch after the checkpoint first (not
 the epoch's first batch again): on 1 process, on 2-rank DDP and on 2-rank DeepSpeed ZeRO-2.
 A control with mmengine's sampler (plain int indices: the workers' own RNGs draw the
@@ -39,8 +40,9 @@ def _config(tmp_path, batch_size, strategy=None, options=None):
                                   deepspeed_stage=strategy, options=dict(OPTIONS, **(options or {})))
     from mmengine.config import Config
     cfg = Config.fromfile(path)
-    # epoch-based loop, checkpoints every 4 iterations: mid-epoch ones
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=4, by_epoch=False,
+    # epoch-based loop, checkpoints every 3 iterations: iter_6 after the last batch of epoch 1
+    # (before its end-of-epoch hooks), iter_9 in the middle of epoch 2
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=3, by_epoch=False,
                                         max_keep_ckpts=-1, save_last=False)
     cfg.dump(path)
     return path
@@ -53,7 +55,7 @@ def _assert_exact(full, resumed, first):
         assert resumed[i] == full[i], (i, full, resumed)  # bitwise: same batches, same RNG
 
 
-@pytest.mark.parametrize('ckpt', [4, 8])
+@pytest.mark.parametrize('ckpt', [6, 9])
 def test_single_process_mid_epoch_resume_is_exact(tmp_path, ckpt):
     cfg = _config(tmp_path, batch_size=8)
     vlp_toy.train_in_process(cfg, str(tmp_path / 'full'))
@@ -71,12 +73,12 @@ def test_control_worker_rng_breaks_resume(tmp_path):
                   options={'train_dataloader.sampler.type': 'mmengine.DefaultSampler'})
     vlp_toy.train_in_process(cfg, str(tmp_path / 'full'))
     full = vlp_toy.read_losses(str(tmp_path / 'full'))
-    # iteration 8 is in epoch 2: the uninterrupted run's workers have been drawing since
+    # iteration 9 is in epoch 2: the uninterrupted run's workers have been drawing since
     # epoch 1, the resumed run's start afresh
-    vlp_toy.copy_checkpoint(str(tmp_path / 'full' / 'iter_8.pth'), str(tmp_path / 'resumed'))
+    vlp_toy.copy_checkpoint(str(tmp_path / 'full' / 'iter_9.pth'), str(tmp_path / 'resumed'))
     vlp_toy.train_in_process(cfg, str(tmp_path / 'resumed'), resume='auto')
     resumed = vlp_toy.read_losses(str(tmp_path / 'resumed'))
-    assert sorted(resumed) == list(range(8, 12))
+    assert sorted(resumed) == list(range(9, 12))
     assert any(resumed[i] != full[i] for i in resumed)
 
 
@@ -85,7 +87,7 @@ def test_two_rank_mid_epoch_resume_is_exact(tmp_path, stage):
     cfg = _config(tmp_path, batch_size=4, strategy=stage)  # 2 ranks x 4 = the same 6 iters/epoch
     vlp_toy.cli_train(cfg, str(tmp_path / 'full'), nproc=2)
     full = vlp_toy.read_losses(str(tmp_path / 'full'))
-    ckpt = 'iter_8.pth'
+    ckpt = 'iter_9.pth'
     vlp_toy.copy_checkpoint(str(tmp_path / 'full' / ckpt), str(tmp_path / 'resumed'))
     vlp_toy.cli_train(cfg, str(tmp_path / 'resumed'), '--resume', nproc=2)
-    _assert_exact(full, vlp_toy.read_losses(str(tmp_path / 'resumed')), 8)
+    _assert_exact(full, vlp_toy.read_losses(str(tmp_path / 'resumed')), 9)

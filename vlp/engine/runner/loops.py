@@ -123,6 +123,14 @@ class EpochBasedTrainLoop(_ResumeCallbacks, MMEpochBasedTrainLoop):
     def run_epoch(self) -> None:
         per_epoch = len(self.dataloader)
         start = self._iter - self._epoch * per_epoch  # batches of this epoch already trained
+        if start == per_epoch and per_epoch > 0:
+            # saved by an iteration-based checkpoint after the epoch's last batch, before its
+            # end-of-epoch hooks: run those (validation, epoch checkpoint, schedulers) only
+            self.runner.call_hook('before_train_epoch')
+            self._run_resume_callbacks()
+            self.runner.call_hook('after_train_epoch')
+            self._epoch += 1
+            return
         if not 0 <= start < per_epoch:
             if start != 0:
                 print_log(f'Resumed at iteration {self._iter}, epoch {self._epoch}, which does '
