@@ -16,6 +16,8 @@ setup(
     version=version['__version__'],
     description='Vision-language pretraining in the OpenMMLab (mmengine) style',
     packages=find_packages(include=['vlp', 'vlp.*']),
+    # the CLIP BPE merges (MIT, vlp/datasets/assets/LICENSE-CLIP-BPE)
+    package_data={'vlp': ['datasets/assets/*']},
     python_requires='>=3.9',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={

@@ -24,6 +24,7 @@ from mmengine.config import Config  # noqa: E402
 from vlp.engine.config_check import (CfgOptionsAction, ConfigError,  # noqa: E402
                                      check_cfg_values, check_options_and_merge)
 from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
+from vlp.engine.preflight import TEST_PARTS, TRAIN_PARTS, run_preflight  # noqa: E402,F401
 
 
 def parse_args(argv=None):
@@ -37,6 +38,11 @@ def parse_args(argv=None):
         'the config lacks must be one something reads (vlp/engine/config_check.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the resolved config and the preflight report (every file '
+                        'the config needs that is missing) and exit')
+    parser.add_argument('--skip-preflight', action='store_true',
+                        help='start even if files the config names are missing')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -63,6 +69,9 @@ def main(argv=None):
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if cfg.get(key) is None:
             raise KeyError(f'{args.config} has no {key}: nothing to test')
+    # every file the config names (and the checkpoint), all reported at once
+    run_preflight(cfg, args.config, 'test.py', parts=TEST_PARTS,
+                  dry_run=args.dry_run, skip=args.skip_preflight, what_for='testing')
     prepare_launch(cfg)
     runner = build_runner(cfg)
     metrics = runner.test()

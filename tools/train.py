@@ -38,6 +38,8 @@ from vlp.engine.config_check import (CfgOptionsAction, ConfigError,  # noqa: E40
 from vlp.engine.hooks.checkpoint import (checkpoint_problem,  # noqa: E402
                                          find_resumable_checkpoint)
 from vlp.engine.launch import build_runner, finish_launch, prepare_launch  # noqa: E402
+from vlp.engine.preflight import TEST_PARTS, TRAIN_PARTS, run_preflight  # noqa: E402,F401
+from vlp.engine.summary import config_summary  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -55,6 +57,11 @@ def parse_args(argv=None):
         'the config lacks must be one something reads (vlp/engine/config_check.py)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the resolved config and the preflight report (every file '
+                        'the config needs that is missing) and exit')
+    parser.add_argument('--skip-preflight', action='store_true',
+                        help='start even if files the config names are missing')
     # torch.distributed.launch passes --local_rank (older) or --local-rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -114,6 +121,11 @@ def main(argv=None):
     except (ConfigError, FileNotFoundError) as err:  # FileNotFoundError: config, --resume
         print(f'train.py: error: {err}', file=sys.stderr)
         raise SystemExit(2)
+    # every file the config names, all reported at once, before anything is built
+    run_preflight(cfg, args.config, 'train.py', parts=TRAIN_PARTS + (TEST_PARTS if cfg.get('test_after_train') else ()),
+                  dry_run=args.dry_run, skip=args.skip_preflight, what_for='training')
+    if int(os.environ.get('RANK', '0')) == 0:  # before mmengine's long dump
+        print('\n'.join(config_summary(cfg, args.config)), flush=True)
     prepare_launch(cfg)
     runner = build_runner(cfg)
     runner.train()

@@ -76,10 +76,17 @@ def test_clip_matches_open_clip_small_vocab_and_truncation(clip_files):
     assert ours.eot_token_id == ours.vocab_size - 1  # argmax pooling finds it
 
 
-def test_clip_matches_open_clip_full_vocab():
+@pytest.mark.parametrize('source', ['bundled', 'open_clip'])
+def test_clip_matches_open_clip_full_vocab(source):
+    """vlp's bundled copy of OpenAI's merges (no open_clip needed at run time) and open_clip's
+    give open_clip's ids."""
     oc_tok = pytest.importorskip('open_clip.tokenizer')
     ref = oc_tok.SimpleTokenizer()  # OpenAI's merges, shipped inside the open_clip package
-    ours = TOKENIZERS.build(dict(type='CLIPTokenizer', bpe_path='open_clip'))
+    ours = TOKENIZERS.build(dict(type='CLIPTokenizer', bpe_path=source))
+    if source == 'bundled':
+        from vlp.datasets.tokenizers import BUNDLED_CLIP_BPE
+        import filecmp
+        assert filecmp.cmp(BUNDLED_CLIP_BPE, oc_tok.default_bpe(), shallow=False)
     texts = SENTENCES + [
         'A photo of a dog &amp; a café!', 'Hello   World 2024 :-) <3',
         'über-cool naïve résumé', "we're they'll I'd you've",

@@ -37,6 +37,9 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers  # noqa: E402
 from tokenizers.models import BPE, WordLevel, WordPiece  # noqa: E402
 
+# OpenAI's CLIP BPE merges, shipped with vlp (MIT; vlp/datasets/assets/LICENSE-CLIP-BPE)
+BUNDLED_CLIP_BPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets',
+                                'bpe_simple_vocab_16e6.txt.gz')
 CLIP_SOT = '<|startoftext|>'
 CLIP_EOT = '<|endoftext|>'
 # CLIP's pre-tokenisation pattern (OpenAI ``simple_tokenizer.py``), applied after lower-casing.
@@ -214,7 +217,8 @@ class CLIPTokenizer(HFTokenizer):
         vocab_file + merges_file: HF's ``vocab.json`` and ``merges.txt``.
         bpe_path: OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` (merges only; the vocabulary is
             256 bytes, the same with ``</w>``, the merges, then SOT and EOT: 49408 ids).
-            ``'open_clip'`` takes the copy installed with the open_clip package.
+            ``'bundled'`` takes the copy shipped with vlp (vlp/datasets/assets/, MIT, see
+            LICENSE-CLIP-BPE there); ``'open_clip'`` the one installed with open_clip.
         pretrained: a hub name (``Tokenizer.from_pretrained``) where a hub is reachable.
 
     Args:
@@ -260,7 +264,9 @@ class CLIPTokenizer(HFTokenizer):
     @staticmethod
     def read_openai_bpe(path: str):
         """Vocabulary and merges from OpenAI's gzipped merges file (as open_clip builds them)."""
-        if path == 'open_clip':
+        if path == 'bundled':
+            path = BUNDLED_CLIP_BPE
+        elif path == 'open_clip':
             import open_clip.tokenizer as oct
             path = oct.default_bpe()
         with gzip.open(path) as f:

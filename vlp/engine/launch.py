@@ -41,6 +41,9 @@ def prepare_launch(cfg: Config) -> Config:
         # registry: name the loop so vlp's (exact mid-epoch resume) is used
         by_epoch = train_cfg.pop('by_epoch')
         train_cfg['type'] = 'EpochBasedTrainLoop' if by_epoch else 'IterBasedTrainLoop'
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('RunSummaryHook', 'vlp.RunSummaryHook') for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RunSummaryHook')]  # vlp/engine/summary.py
     for name, hook in list((cfg.get('default_hooks') or {}).items()):
         if hook is None and name not in _MMENGINE_DEFAULT_HOOKS:
             cfg.default_hooks.pop(name)

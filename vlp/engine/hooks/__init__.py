@@ -8,3 +8,4 @@ from .data_skips import DataSkipReportHook  # noqa: F401
 from .compile import CompileHook  # noqa: F401
 from .logger import LoggerHook  # noqa: F401
 from .checkpoint import CheckpointHook  # noqa: F401
+from ..summary import RunSummaryHook  # noqa: F401
