@@ -20,7 +20,7 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-common = load_tool('convert/_clip_common')
+import vlp.convert as common  # noqa: E402  (check_state_dict, build_vlp_model)
 hf_tool = load_tool('convert/hf_clip_to_vlp')
 oc_tool = load_tool('convert/open_clip_to_vlp')
 

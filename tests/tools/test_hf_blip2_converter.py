@@ -26,7 +26,7 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
 
 
-common = load_tool('convert/_clip_common')
+import vlp.convert as common  # noqa: E402  (check_state_dict, build_vlp_model)
 blip2_tool = load_tool('convert/hf_blip2_to_vlp')
 
 ATOL = 1e-5
