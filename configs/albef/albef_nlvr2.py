@@ -15,14 +15,8 @@
 # pretrained: the pre-training run of configs/albef/albef_base.py, or the official ALBEF
 # weights converted with tools/convert/albef_to_vlp.py (6 fusion layers: expanded on load).
 # Splits: train / dev (validation) / test-P, ClassificationAccuracy.
-_base_ = ['./albef_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/nlvr2.py (read here: mmengine refuses it in
-# _base_ next to albef_base.py), replacing the pre-training data (_delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/nlvr2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/albef_classifier.py', '../_base_/datasets/nlvr2.py',
+          '../_base_/schedules/albef_adamw_cosine_30e.py', '../_base_/default_runtime.py']
 image_size = 256
 # per image (both images of a pair get the same random crop size; flips are left out:
 # NLVR2 statements say left and right)
@@ -33,59 +27,29 @@ train_image_pipeline = [
     dict(type='RandAugment', num_ops=2, magnitude=7),
     dict(type='ToTensor'),
 ]
-test_image_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='ToTensor'),
-]
-text_pipeline = [dict(type='CleanCaption', max_words=30, style='albef'),
-                 dict(type='Tokenize', tokenizer=__tok)]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)  # x 8 = 128
-train_dataloader['dataset'].update(image_pipeline=train_image_pipeline,
-                                   pipeline=text_pipeline)
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-val_evaluator = dict(__data.val_evaluator, _delete_=True)
-test_evaluator = dict(__data.test_evaluator, _delete_=True)
-val_cfg = dict(_delete_=True, type='ValLoop')
-test_cfg = dict(_delete_=True, type='TestLoop')
-
-__family = __copy.deepcopy(_base_.model)
-# every weight comes from `pretrained`: no ImageNet / BERT initialisation first
-__family['vision']['pretrained'] = False
-__family['text']['pretrained'] = None
-__family['fusion']['pretrained'] = None
-__family['queue_size'] = 0
-__family['fusion']['num_layers'] = 12  # 6 pre-trained layers, each twice
-__family['two_image_fusion'] = True
+train_dataloader = dict(batch_size=16,  # x 8 = 128
+                        dataset=dict(image_pipeline=train_image_pipeline,
+                                     pipeline={{_base_.text_pipeline}}))
+# evaluation: the family's image and text transforms
+val_dataloader = dict(dataset=dict(image_pipeline={{_base_.image_pipeline}},
+                                   pipeline={{_base_.text_pipeline}}))
+test_dataloader = val_dataloader  # the same transforms on test-P
 model = dict(
-    _delete_=True,
-    type='VLClassifier',
-    model=__family,
-    head=dict(type='ClassifierHead', in_channels=768, num_classes=2, num_inputs=1,
-              hidden_channels=768, pooler=None, norm=False, act='relu'),
+    # 6 pre-trained fusion layers, each twice: left image, right image
+    model=dict(fusion=dict(num_layers=12), two_image_fusion=True),
+    head=dict(num_classes=2),
     num_images=2,
-    pair_encoding='joint',
-    label_smoothing=0.0,
-    pretrained='work_dirs/albef_base/epoch_30.pth',  # or albef_to_vlp.py output
-    drop_parts=['vision_proj', 'text_proj', 'itc', 'itm_head', 'mlm_head', 'vision_m',
-                'vision_proj_m', 'text_m', 'text_proj_m', 'fusion_m', 'mlm_head_m'],
-    data_preprocessor=__family['data_preprocessor'])
-custom_hooks = []  # no momentum encoders, queue or distillation in fine-tuning
+    pair_encoding='joint')
 
 max_epochs = 10
-optim_wrapper = dict(optimizer=dict(lr=2e-5, weight_decay=0.02),
-                     paramwise_cfg=dict(bypass_duplicate=True))  # the tied cross-attention K/V
+# (the schedule's bypass_duplicate covers the tied cross-attention K/V)
+optim_wrapper = dict(optimizer=dict(lr=2e-5, weight_decay=0.02))
 param_scheduler = [
     # epoch 0 at 1e-5 (timm's warm-up), then cosine 2e-5 -> 1e-6 by epoch
     dict(type='ConstantLR', factor=0.5, by_epoch=True, begin=0, end=1),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=1, end=max_epochs),
 ]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='nlvr2_dev/accuracy', rule='greater'))
 auto_scale_lr = dict(base_batch_size=128, enable=False)

@@ -13,18 +13,11 @@
 # 384 px, or the official fine-tuned one) and set the pipelines' size.
 # load_from: the pre-training run of configs/albef/albef_base.py, or the official ALBEF
 # 4M/14M checkpoint converted with tools/convert/albef_to_vlp.py.
-_base_ = ['./albef_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to albef_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/albef.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/albef_adamw_cosine_30e.py', '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 model = dict(mlm_head=None, queue_ids=True, itm_negatives='local',
              vision=dict(pretrained=False), text=dict(pretrained=None),
              fusion=dict(pretrained=None))
@@ -32,6 +25,8 @@ load_from = 'work_dirs/albef_base/epoch_30.pth'  # or tools/convert/albef_to_vlp
 
 val_evaluator = dict(type='ITMRetrievalMetric', k=256, batch_size=128)
 test_evaluator = val_evaluator
+val_cfg = dict(type='RetrievalValLoop')
+test_cfg = dict(type='RetrievalTestLoop')
 
 max_epochs = 5
 optim_wrapper = dict(optimizer=dict(lr=1e-5, weight_decay=0.02))
@@ -40,5 +35,5 @@ param_scheduler = [
          end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1, save_best='auto'))
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -7,17 +7,13 @@
 # confirm the epoch count there), the cosine decay to 1e-6 stretched over them (AdamW lr
 # 1e-5, weight decay 0.02, batch 32 x 8 GPUs = 256 as for COCO).
 _base_ = ['./albef_retrieval_coco.py']
-from mmengine import Config as __Config  # noqa: E402
-# The Flickr30k splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
-# _base_ next to albef_retrieval_coco.py (both define the data loaders), so it is read here
-# and replaces the COCO fine-tuning data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/flickr30k_retrieval.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+# the Flickr30k splits (configs/_base_/datasets/flickr30k_retrieval.py) instead of COCO's
+train_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                     ann_file='annotations/flickr30k_train.json'))
+val_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                   ann_file='annotations/flickr30k_val.json'))
+test_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                    ann_file='annotations/flickr30k_test.json'))
 
 val_evaluator = dict(k=128)
 test_evaluator = val_evaluator

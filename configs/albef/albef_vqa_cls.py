@@ -20,14 +20,9 @@
 # pretrained: the pre-training run of configs/albef/albef_base.py, or the official ALBEF
 # weights converted with tools/convert/albef_to_vlp.py. Dropped: the ITC projections and
 # temperature, the ITM and MLM heads, the momentum twins and the feature queue.
-_base_ = ['./albef_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/vqav2.py (read here: mmengine refuses it in _base_
-# next to albef_base.py), replacing the pre-training data (_delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/vqav2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/albef_classifier.py', '../_base_/datasets/vqav2.py',
+          '../_base_/schedules/albef_adamw_cosine_30e.py', '../_base_/default_runtime.py']
+__tok = _base_.model.model.tokenizer
 image_size = 256
 train_pipeline = [
     dict(type='LoadImage'),
@@ -46,38 +41,14 @@ test_pipeline = [
     dict(type='ToTensor'),
     dict(type='Tokenize', tokenizer=__tok, key='question'),
 ]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)  # x 8 = 256
-train_dataloader['dataset']['pipeline'] = train_pipeline
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = test_pipeline
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = test_pipeline
-val_evaluator = dict(__data.val_evaluator, _delete_=True)
-test_evaluator = dict(__data.test_evaluator, _delete_=True,
-                      output_file='work_dirs/albef_vqa_cls/vqav2_test-dev2015_submission.json')
-val_cfg = dict(_delete_=True, type='ValLoop')
-test_cfg = dict(_delete_=True, type='TestLoop')
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))  # x 8 = 256
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_evaluator = dict(output_file='work_dirs/albef_vqa_cls/vqav2_test-dev2015_submission.json')
 
 answer_list = 'data/vqav2/answer_list.json'  # tools/data/vqa_answer_list.py (3,129 answers)
-__family = __copy.deepcopy(_base_.model)
-# every weight comes from `pretrained`: no ImageNet / BERT initialisation first
-__family['vision']['pretrained'] = False
-__family['text']['pretrained'] = None
-__family['fusion']['pretrained'] = None
-__family['queue_size'] = 0
-model = dict(
-    _delete_=True,
-    type='VQAClassifier',
-    model=__family,
-    head=dict(type='ClassifierHead', in_channels=768, num_classes=3129, num_inputs=1,
-              hidden_channels=768, pooler=None, norm=False, act='relu'),
-    answer_list=answer_list,
-    target='butd',
-    pretrained='work_dirs/albef_base/epoch_30.pth',  # or albef_to_vlp.py output
-    drop_parts=['vision_proj', 'text_proj', 'itc', 'itm_head', 'mlm_head', 'vision_m',
-                'vision_proj_m', 'text_m', 'text_proj_m', 'fusion_m', 'mlm_head_m'],
-    data_preprocessor=__family['data_preprocessor'])
-custom_hooks = []  # no momentum encoders, queue or distillation in fine-tuning
+model = dict(type='VQAClassifier', head=dict(num_classes=3129), answer_list=answer_list,
+             target='butd')
 
 max_epochs = 8
 optim_wrapper = dict(optimizer=dict(lr=2e-5, weight_decay=0.02))
@@ -86,9 +57,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='vqa/accuracy', rule='greater'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -7,53 +7,15 @@
 # (InfoNCE) loss with one learnable temperature initialised at 1.0 and label smoothing 0.1,
 # in-batch negatives from every rank. The paper's 1.8B-pair corpus is not public: point
 # data/pretrain at COYO-700M, LAION or your own corpus (see the dataset base file).
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/datasets/image_text_csv.py',
-    '../_base_/datasets/coco_retrieval.py',
-    '../_base_/schedules/align_lamb_linear_1200k.py',
-]
-image_size = 289
-tokenizer = dict(type='BertTokenizer', vocab_file='data/bert-base-uncased/vocab.txt',
-                 lowercase=True, max_length=64)
-
-model = dict(
-    type='CLIP',
-    # ImageNet statistics (timm's EfficientNet convention); the TF reference's input
-    # scaling differs slightly, a documented simplification (docs/models.md)
-    data_preprocessor=dict(type='VLPDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375]),
-    vision=dict(type='TimmTower', model_name='tf_efficientnet_b7', head_conv=False,
-                drop_path_rate=0.2),
-    text=dict(type='BertEncoder', vocab_size=30522, hidden_size=768, num_layers=12,
-              num_heads=12, intermediate_size=3072, max_position_embeddings=512),
-    vision_proj=None,  # the pooled 640-d feature map is the image embedding
-    text_proj=dict(type='Projection', in_dim=768, out_dim=640, bias=True),
-    # local loss: [B, W*B] logits per rank instead of [W*B, W*B], the same gradients
-    itc=dict(type='ContrastiveLoss', temperature=1.0, max_logit_scale=100.0,
-             label_smoothing=0.1, local_loss=True),
-    tokenizer=tokenizer)
-
-train_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(346, 346), interpolation='bicubic'),
-    # a random 289 x 289 crop of the 346 x 346 image: (289 / 346) ** 2 = 0.6977 of its area
-    dict(type='RandomResizedCrop', size=image_size, scale=(0.6977, 0.6977), ratio=(1.0, 1.0)),
-    dict(type='RandomHorizontalFlip', prob=0.5),
-    dict(type='ToTensor'),
-    dict(type='Tokenize', tokenizer=tokenizer),
-]
-test_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(346, 346), interpolation='bicubic'),
-    dict(type='CenterCrop', size=image_size),
-    dict(type='ToTensor'),
-    dict(type='Tokenize', tokenizer=tokenizer),
-]
+# The layers: the model (configs/_base_/models/align.py), the pre-training CSV, COCO
+# Karpathy test for the retrieval evaluation, the schedule.
+_base_ = ['../_base_/models/align.py', '../_base_/datasets/image_text_csv.py',
+          '../_base_/datasets/coco_retrieval.py',
+          '../_base_/schedules/align_lamb_linear_1200k.py', '../_base_/default_runtime.py']
 # 16 pairs per accelerator in the paper (1024 TPUv3 cores); 64 x 256 GPUs here
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(batch_size=64, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 
 # iteration-based schedule: checkpoints and logs by iteration
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=50_000))

@@ -7,18 +7,11 @@
 # paper uses larger TPU batches); the LAMB optimiser of the pre-training schedule is kept.
 # load_from: the pre-training run of configs/align/align_base.py (no official ALIGN weights
 # are public; no converter).
-_base_ = ['./align_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to align_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=64)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/align.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/align_lamb_linear_1200k.py', '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=64, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 load_from = 'work_dirs/align_base/iter_last.pth'
 
 max_epochs = 10
@@ -29,7 +22,7 @@ param_scheduler = [
 ]
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=1024, enable=False)
+strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=1),
+                bf16=dict(enabled=True))  # as pre-training

@@ -21,13 +21,8 @@
 # converted with tools/convert/torchscale_beit3_to_vlp.py (vocabulary caveat: beit3_base.py).
 # Dropped: the MLM and MIM heads and the visual tokenizer.
 # Splits: train / dev (validation) / test-P (test1), ClassificationAccuracy.
-_base_ = ['./beit3_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/nlvr2.py, replacing the pre-training data.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/nlvr2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/beit3_classifier.py', '../_base_/datasets/nlvr2.py',
+          '../_base_/schedules/beit3_adamw_cosine_1m.py', '../_base_/default_runtime.py']
 image_size = 224
 train_image_pipeline = [
     dict(type='LoadImage'),
@@ -35,38 +30,19 @@ train_image_pipeline = [
          interpolation='bicubic'),
     dict(type='ToTensor'),
 ]
-test_image_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='ToTensor'),
-]
-text_pipeline = [dict(type='Tokenize', tokenizer=__tok)]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)  # x 8 = 256
-train_dataloader['dataset'].update(image_pipeline=train_image_pipeline,
-                                   pipeline=text_pipeline)
-val_dataloader = dict(__data.val_dataloader)
-val_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-test_dataloader = dict(__data.test_dataloader)
-test_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-val_evaluator = dict(__data.val_evaluator)
-test_evaluator = dict(__data.test_evaluator)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-
-__family = __copy.deepcopy(_base_.model)
-__family['backbone']['drop_path_rate'] = 0.2
+train_dataloader = dict(batch_size=32,  # x 8 = 256
+                        dataset=dict(image_pipeline=train_image_pipeline,
+                                     pipeline={{_base_.text_pipeline}}))
+# evaluation: the family's image and text transforms
+val_dataloader = dict(dataset=dict(image_pipeline={{_base_.image_pipeline}},
+                                   pipeline={{_base_.text_pipeline}}))
+test_dataloader = val_dataloader  # the same transforms on test-P
 model = dict(
-    _delete_=True,
-    type='VLClassifier',
-    model=__family,
-    head=dict(type='ClassifierHead', in_channels=768, num_classes=2, num_inputs=2,
-              hidden_channels=1536, pooler=None, norm=True, act='gelu', init_std=2e-5),
+    model=dict(backbone=dict(drop_path_rate=0.2)),
+    head=dict(num_classes=2, num_inputs=2, pooler=None, init_std=2e-5),
     num_images=2,
     pair_encoding='separate',
-    label_smoothing=0.0,
-    pretrained='work_dirs/beit3_base/iter_1000000.pth',  # or torchscale_beit3_to_vlp.py
-    drop_parts=['mlm_head', 'mim_head', 'visual_tokenizer'],
-    data_preprocessor=__family['data_preprocessor'])
+    label_smoothing=0.0)
 
 # Layer-wise lr decay as mmengine custom keys (vlp has no layer-decay constructor). A custom
 # key overrides the norm / bias no-decay rules, so the norms and biases of every block are
@@ -99,8 +75,6 @@ param_scheduler = [
 ]
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='nlvr2_dev/accuracy', rule='greater'))
-log_processor = dict(by_epoch=True)
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -7,51 +7,37 @@
 # `python tools/train.py configs/beit3/beit3_retrieval_tiny_demo.py` (a few CPU minutes).
 # To fine-tune the MDM demo instead of training from scratch, set
 # load_from = 'work_dirs/beit3_tiny_demo/iter_400.pth' (only the heads differ).
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/datasets/demo_retrieval.py',
-]
-demo_tokenizer = dict(type='DemoTokenizer', style='bert', max_length=32)
+_base_ = ['../_base_/models/beit3_retrieval.py', '../_base_/datasets/demo_retrieval_bert.py',
+          '../_base_/schedules/beit3_adamw_cosine_1m.py', '../_base_/default_runtime.py']
 image_size = 64
-patch_size = 16
 width = 96
 vocab_size = 53  # the demo's BERT-style word vocabulary
 
+# the sizes of configs/beit3/beit3_tiny_demo.py, from random weights
 model = dict(
-    type='BEiT3Retrieval',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
-    backbone=dict(type='BEiT3Transformer', img_size=image_size, patch_size=patch_size,
-                  vocab_size=vocab_size, max_text_len=34, embed_dim=width, depth=4,
-                  num_heads=4),
-    vision_proj=dict(type='Projection', in_dim=width, out_dim=width, bias=False),
-    text_proj=dict(type='Projection', in_dim=width, out_dim=width, bias=False),
-    itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0),
-    tokenizer=demo_tokenizer)
+    # the preprocessor's default statistics
+    data_preprocessor=dict(_delete_=True, type='VLPDataPreprocessor'),
+    backbone=dict(img_size=image_size, vocab_size=vocab_size, max_text_len=34,
+                  embed_dim=width, depth=4, num_heads=4, drop_path_rate=0.0),
+    vision_proj=dict(in_dim=width, out_dim=width, init_std=None),
+    text_proj=dict(in_dim=width, out_dim=width, init_std=None),
+    tokenizer=dict(_base_.demo_tokenizer, _delete_=True))
 
-pipeline = [dict(type='ToTensor'), dict(type='Tokenize', tokenizer=demo_tokenizer)]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=pipeline))
-val_dataloader = dict(dataset=dict(pipeline=pipeline))
-test_dataloader = dict(dataset=dict(pipeline=pipeline))
-val_evaluator = dict(type='RetrievalMetric')
-test_evaluator = val_evaluator
+train_dataloader = dict(batch_size=64)
 
 max_epochs = 15
-optim_wrapper = dict(
-    type='OptimWrapper',
-    # BEiT-3: AdamW, betas (0.9, 0.98), eps 1e-6, weight decay 0.05 (lr for the toy model)
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       custom_keys={'cls_token': dict(decay_mult=0.0),
-                                    'mask_token': dict(decay_mult=0.0),
-                                    'pos_embed': dict(decay_mult=0.0)}))
+# BEiT-3's AdamW and no-decay rules (the schedule base); lr for the toy model, torch's
+# default kernel
+optim_wrapper = dict(optimizer=dict(lr=1e-3, fused=None),
+                     paramwise_cfg=dict(bypass_duplicate=False))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=20),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+auto_scale_lr = None
 test_after_train = True  # tools/train.py reports the test split at the end

@@ -20,14 +20,9 @@
 # converted with tools/convert/torchscale_beit3_to_vlp.py (their 64,010-word SentencePiece
 # embedding does not fit this config's BERT vocabulary: see beit3_base.py). Dropped: the MLM
 # and MIM heads and the visual tokenizer.
-_base_ = ['./beit3_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/vqav2.py (read here: the pre-training data is
-# replaced wholesale with _delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/vqav2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/beit3_classifier.py', '../_base_/datasets/vqav2.py',
+          '../_base_/schedules/beit3_adamw_cosine_1m.py', '../_base_/default_runtime.py']
+__tok = _base_.model.model.tokenizer
 image_size = 224
 train_pipeline = [
     dict(type='LoadImage'),
@@ -37,38 +32,17 @@ train_pipeline = [
     dict(type='ToTensor'),
     dict(type='Tokenize', tokenizer=__tok, key='question'),
 ]
-test_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='ToTensor'),
-    dict(type='Tokenize', tokenizer=__tok, key='question'),
-]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)  # x 8 = 128
-train_dataloader['dataset']['pipeline'] = train_pipeline
-val_dataloader = dict(__data.val_dataloader)
-val_dataloader['dataset']['pipeline'] = test_pipeline
-test_dataloader = dict(__data.test_dataloader)
-test_dataloader['dataset']['pipeline'] = test_pipeline
-val_evaluator = dict(__data.val_evaluator)
-test_evaluator = dict(__data.test_evaluator,
-                      output_file='work_dirs/beit3_vqa/vqav2_test-dev2015_submission.json')
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# the family's evaluation image transforms, the question tokenised
+test_pipeline = [*_base_.image_pipeline, dict(type='Tokenize', tokenizer=__tok, key='question')]
+train_dataloader = dict(batch_size=16, dataset=dict(pipeline=train_pipeline))  # x 8 = 128
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_evaluator = dict(output_file='work_dirs/beit3_vqa/vqav2_test-dev2015_submission.json')
 
 answer_list = 'data/vqav2/answer_list.json'  # tools/data/vqa_answer_list.py (3,129 answers)
-__family = __copy.deepcopy(_base_.model)
-__family['backbone']['drop_path_rate'] = 0.1
-model = dict(
-    _delete_=True,
-    type='VQAClassifier',
-    model=__family,
-    head=dict(type='ClassifierHead', in_channels=768, num_classes=3129, num_inputs=1,
-              hidden_channels=1536, pooler='ln_bert', norm=True, act='gelu'),
-    answer_list=answer_list,
-    target='butd',
-    pretrained='work_dirs/beit3_base/iter_1000000.pth',  # or torchscale_beit3_to_vlp.py
-    drop_parts=['mlm_head', 'mim_head', 'visual_tokenizer'],
-    data_preprocessor=__family['data_preprocessor'])
+model = dict(type='VQAClassifier', model=dict(backbone=dict(drop_path_rate=0.1)),
+             head=dict(num_classes=3129, num_inputs=1, pooler='ln_bert'),
+             answer_list=answer_list, target='butd')
 
 max_epochs = 10
 optim_wrapper = dict(
@@ -88,8 +62,6 @@ param_scheduler = [
 ]
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='vqa/accuracy', rule='greater'))
-log_processor = dict(by_epoch=True)
 auto_scale_lr = dict(base_batch_size=128, enable=False)

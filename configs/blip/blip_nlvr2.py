@@ -12,14 +12,8 @@
 # pretrained: the pre-training run of configs/blip/blip_base.py, or the official BLIP
 # weights converted with tools/convert/hf_blip_to_vlp.py.
 # Splits: train / dev (validation) / test-P, ClassificationAccuracy.
-_base_ = ['./blip_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/nlvr2.py (read here: mmengine refuses it in
-# _base_ next to blip_base.py), replacing the pre-training data (_delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/nlvr2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/blip.py', '../_base_/datasets/nlvr2.py',
+          '../_base_/schedules/blip_adamw_step_20e.py', '../_base_/default_runtime.py']
 image_size = 224
 # per image (both images of a pair get the same random crop size; flips are left out:
 # NLVR2 statements say left and right)
@@ -30,36 +24,23 @@ train_image_pipeline = [
     dict(type='RandAugment', num_ops=2, magnitude=7),
     dict(type='ToTensor'),
 ]
-test_image_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='ToTensor'),
-]
-text_pipeline = [dict(type='CleanCaption', max_words=30, style='blip'),
-                 dict(type='Tokenize', tokenizer=__tok)]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)  # x 8 = 128 (UNCONFIRMED)
-train_dataloader['dataset'].update(image_pipeline=train_image_pipeline,
-                                   pipeline=text_pipeline)
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset'].update(image_pipeline=test_image_pipeline, pipeline=text_pipeline)
-val_evaluator = dict(__data.val_evaluator, _delete_=True)
-test_evaluator = dict(__data.test_evaluator, _delete_=True)
-val_cfg = dict(_delete_=True, type='ValLoop')
-test_cfg = dict(_delete_=True, type='TestLoop')
+train_dataloader = dict(batch_size=16,  # x 8 = 128 (UNCONFIRMED)
+                        dataset=dict(image_pipeline=train_image_pipeline,
+                                     pipeline={{_base_.text_pipeline}}))
+# evaluation: the family's image and text transforms
+val_dataloader = dict(dataset=dict(image_pipeline={{_base_.image_pipeline}},
+                                   pipeline={{_base_.text_pipeline}}))
+test_dataloader = val_dataloader  # the same transforms on test-P
 
-__family = __copy.deepcopy(_base_.model)
-# every weight comes from `pretrained`: no ImageNet / BERT initialisation first
-__family['vision']['pretrained'] = False
-__family['text']['pretrained'] = None
-__family['queue_size'] = 0
-__family['lm_head'] = None  # no decoder in the NLVR2 model
-__family['two_image_fusion'] = True
+__blip = _base_.model
 model = dict(
     _delete_=True,
     type='VLClassifier',
-    model=__family,
+    # every weight comes from `pretrained`: no ImageNet / BERT initialisation first; no
+    # decoder, no queue in the NLVR2 model
+    model=dict(__blip, vision=dict(__blip.vision, pretrained=False),
+               text=dict(__blip.text, pretrained=None), queue_size=0, lm_head=None,
+               two_image_fusion=True),
     head=dict(type='ClassifierHead', in_channels=768, num_classes=2, num_inputs=1,
               hidden_channels=768, pooler=None, norm=False, act='relu'),
     num_images=2,
@@ -68,7 +49,7 @@ model = dict(
     pretrained='work_dirs/blip_base/epoch_20.pth',  # or hf_blip_to_vlp.py output
     drop_parts=['vision_proj', 'text_proj', 'itc', 'itm_head', 'vision_m',
                 'vision_proj_m', 'text_m', 'text_proj_m'],
-    data_preprocessor=__family['data_preprocessor'])
+    data_preprocessor=__blip.data_preprocessor)
 custom_hooks = []  # no momentum encoders, queue or distillation in fine-tuning
 
 max_epochs = 15
@@ -76,9 +57,7 @@ optim_wrapper = dict(optimizer=dict(lr=3e-5, weight_decay=0.05))
 param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0, end=max_epochs),
 ]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='nlvr2_dev/accuracy', rule='greater'))
 auto_scale_lr = dict(base_batch_size=128, enable=False)

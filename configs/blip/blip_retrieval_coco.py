@@ -11,24 +11,19 @@
 # load_from: the pre-training run of configs/blip/blip_base.py, or the official BLIP
 # checkpoint (HF Salesforce/blip-itm-base-coco layout) converted with
 # tools/convert/hf_blip_to_vlp.py.
-_base_ = ['./blip_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to blip_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/blip.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/blip_adamw_step_20e.py', '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 model = dict(lm_head=None, queue_ids=True, itm_negatives='global', predict_mode='retrieval',
              vision=dict(pretrained=False), text=dict(pretrained=None))
 load_from = 'work_dirs/blip_base/epoch_20.pth'  # or tools/convert/hf_blip_to_vlp.py output
 
 val_evaluator = dict(type='ITMRetrievalMetric', k=256, batch_size=128)
 test_evaluator = val_evaluator
+val_cfg = dict(type='RetrievalValLoop')
+test_cfg = dict(type='RetrievalTestLoop')
 
 max_epochs = 6
 optim_wrapper = dict(optimizer=dict(lr=1e-5, weight_decay=0.05))
@@ -37,5 +32,5 @@ param_scheduler = [
          end=max_epochs),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1, save_best='auto'))
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -1,17 +1,9 @@
 # BLIP ViT-B/16 (Li et al. 2022) fine-tuned on VQAv2 as answer GENERATION (Sec. 5.3 / Fig. 5,
 # Table 8; recipe from the official repo, salesforce/BLIP configs/vqa.yaml, train_vqa.py,
 # models/blip_vqa.py and the README):
-# - BLIPVQA (vlp/models/algorithms/blip_vqa.py): the question, led by [ENC], cross-attends
-#   to the image in BLIP's image-grounded text encoder; a separate causal answer decoder
-#   (initialised from the pre-trained captioning decoder) cross-attends to the question
-#   states; training loss: each unique answer's NLL weighted by its share of the human
-#   answers; label smoothing 0.1 (BLIP's released BertLMHeadModel hard-codes it; the paper
-#   states none);
-# - evaluation as BLIP's (`inference: 'rank'`, `k_test: 128`): the decoder's first-token
-#   probabilities pick the 128 best candidates of the answer list, which are re-ranked by
-#   their full log-likelihood; the answer list is BLIP's answer_list.json (3,128 frequent
-#   VQAv2 answers, from BLIP's annotation download; tools/data/vqa_answer_list.py builds a
-#   comparable list);
+# - BLIPVQA, answers ranked over BLIP's answer_list.json (configs/_base_/models/blip_vqa.py;
+#   3,128 frequent VQAv2 answers, from BLIP's annotation download;
+#   tools/data/vqa_answer_list.py builds a comparable list);
 # - AdamW lr 2e-5 (`init_lr`), weight decay 0.05 on every parameter, cosine to 0
 #   (`min_lr: 0`) stepped once per EPOCH (train_vqa.py cosine_lr_schedule), no warm-up,
 #   10 epochs, batch 256 (16 per GPU x 16 A100, the README), no head lr multiplier (no
@@ -30,12 +22,9 @@
 # converted with tools/convert/hf_blip_to_vlp.py (loaded non-strictly: the ITC / ITM parts,
 # momentum twins and queue of the checkpoint are unused keys; BLIP's shared encoder /
 # decoder tensors initialise the question encoder and the separate answer decoder).
-_base_ = ['./blip_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/vqav2.py (read here: mmengine refuses it in _base_
-# next to blip_base.py), replacing the pre-training data (_delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/vqav2.py')
-__tok = _base_.tokenizer
+_base_ = ['../_base_/models/blip_vqa.py', '../_base_/datasets/vqav2.py',
+          '../_base_/schedules/blip_adamw_step_20e.py', '../_base_/default_runtime.py']
+__tok = _base_.model.tokenizer
 image_size = 224
 train_pipeline = [
     dict(type='LoadImage'),
@@ -56,48 +45,22 @@ test_pipeline = [
 ]
 # BLIP's JSON lists (data/vqav2/vqa_train.json, vqa_val.json: "image" relative to the COCO
 # image root, "train2014/COCO_train2014_...jpg"; vg_qa.json relative to data/vqav2/vg)
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)  # x 16 = 256
-train_dataloader['dataset'].update(
-    question_file=None, annotation_file=None,
-    ann_file=['vqa_train.json', 'vqa_val.json', 'vg_qa.json'], img_prefix=['.', '.', 'vg'],
-    pipeline=train_pipeline)
-test_dataloader = dict(__data.test_dataloader, _delete_=True, batch_size=32)
-test_dataloader['dataset']['pipeline'] = test_pipeline
-test_evaluator = dict(__data.test_evaluator, _delete_=True,
-                      output_file='work_dirs/blip_vqa/vqav2_test-dev2015_submission.json')
-test_cfg = dict(_delete_=True, type='TestLoop')
+train_dataloader = dict(
+    batch_size=16,  # x 16 = 256
+    dataset=dict(question_file=None, annotation_file=None,
+                 ann_file=['vqa_train.json', 'vqa_val.json', 'vg_qa.json'],
+                 img_prefix=['.', '.', 'vg'], pipeline=train_pipeline))
+test_dataloader = dict(batch_size=32, dataset=dict(pipeline=test_pipeline))
+test_evaluator = dict(output_file='work_dirs/blip_vqa/vqav2_test-dev2015_submission.json')
 # no validation: BLIP trains on val2014 too
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-
-__blip = _base_.model
-model = dict(
-    _delete_=True,
-    type='BLIPVQA',
-    data_preprocessor=__blip['data_preprocessor'],
-    # the weights come from load_from: no ImageNet / BERT initialisation first
-    vision=dict(__blip['vision'], pretrained=False, drop_path_rate=0.1),
-    text=dict(__blip['text'], pretrained=None),  # question encoder; the answer decoder
-    lm_head=__blip['lm_head'],                     # copies this config
-    tie_lm_head=True,
-    label_smoothing=0.1,
-    inference='rank',
-    answer_list='data/vqav2/answer_list_blip.json',  # BLIP's answer_list.json
-    k_test=128,
-    # inference='generate': BLIP's beam search (3 beams, at most 10 tokens)
-    generation_cfg=dict(num_beams=3, max_length=10, min_length=1),
-    tokenizer=__tok,
-    grad_checkpointing=False)
+val_dataloader = val_evaluator = val_cfg = None
 load_from = 'work_dirs/blip_base/epoch_20.pth'  # or tools/convert/hf_blip_to_vlp.py output
-custom_hooks = []  # no momentum encoders, queue or distillation in fine-tuning
 
 max_epochs = 10
 optim_wrapper = dict(optimizer=dict(lr=2e-5, weight_decay=0.05))
 param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0, end=max_epochs),
 ]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_last=True))
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=256, enable=False)

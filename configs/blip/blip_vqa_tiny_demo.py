@@ -9,32 +9,27 @@
 #   python tools/train.py configs/blip/blip_vqa_tiny_demo.py
 # The caption vocabulary grows to the task one ([DEC] / [ENC] keep their ids). Figures in
 # docs/tasks.md.
-_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/demo_vqa.py']
-
+_base_ = ['../_base_/models/blip_vqa.py', '../_base_/datasets/demo_vqa.py',
+          '../_base_/schedules/demo_adamw_cosine_8e.py', '../_base_/default_runtime.py']
 demo_tokenizer = dict(type='DemoTokenizer', style='bert', vocabulary='tasks', max_length=24,
                       additional_special_tokens=['[DEC]', '[ENC]'])
+image_size = 64
 vocab_size = 117  # 115 'tasks' tokens + [DEC] + [ENC]
 width = 96
-# the sizes of configs/blip/blip_tiny_demo.py (its checkpoint loads), the task vocabulary
-bert = dict(type='BertEncoder', vocab_size=vocab_size, hidden_size=width, num_layers=2,
-            num_heads=4, intermediate_size=4 * width, max_position_embeddings=32,
-            type_vocab_size=0, hidden_dropout=0.0, attention_dropout=0.0,
-            cross_attention_layers='all')
 
+# the sizes of configs/blip/blip_tiny_demo.py (its checkpoint loads), the task vocabulary
 model = dict(
-    type='BLIPVQA',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
-    vision=dict(type='TimmTower', model_name='vit_base_patch16_224',
-                img_size={{_base_.image_size}}, patch_size=8, embed_dim=width, depth=3,
-                num_heads=4),
-    text=bert,  # the question encoder
-    # the answer decoder: the question encoder's config, causal, cross-attending to the
-    # question states (BLIPVQA's default)
-    lm_head=dict(type='MLMHead', hidden_size=width, vocab_size=vocab_size),
-    inference='rank',
-    answer_list=dict(type='DemoVQA'),  # 25 candidates
+    vision=dict(model_name='vit_base_patch16_224', img_size=image_size, patch_size=8,
+                embed_dim=width, depth=3, num_heads=4, drop_path_rate=None),
+    text=dict(vocab_size=vocab_size, hidden_size=width, num_layers=2, num_heads=4,
+              intermediate_size=4 * width, max_position_embeddings=32, hidden_dropout=0.0,
+              attention_dropout=0.0),
+    lm_head=dict(hidden_size=width, vocab_size=vocab_size),
+    label_smoothing=0.0,
+    answer_list=dict(_delete_=True, type='DemoVQA'),  # the demo's 25 candidates
     k_test=25,
-    tokenizer=demo_tokenizer,
+    generation_cfg=None,
+    tokenizer=dict(demo_tokenizer, _delete_=True),
     pretrained='work_dirs/blip_tiny_demo')
 
 pipeline = [dict(type='ToTensor'),
@@ -42,20 +37,7 @@ pipeline = [dict(type='ToTensor'),
 train_dataloader = dict(dataset=dict(pipeline=pipeline))
 test_dataloader = dict(dataset=dict(pipeline=pipeline))
 
-max_epochs = 8
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.02),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       bypass_duplicate=True),
-    clip_grad=dict(max_norm=1.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+# bypass_duplicate: the answer decoder's LM head is tied to its word embeddings
+optim_wrapper = dict(paramwise_cfg=dict(bypass_duplicate=True))
 default_hooks = dict(logger=dict(interval=20),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-auto_scale_lr = dict(base_batch_size=64, enable=False)
+                     checkpoint=dict(interval={{_base_.max_epochs}}, max_keep_ckpts=1))

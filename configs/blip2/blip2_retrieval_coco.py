@@ -10,24 +10,20 @@
 # position embeddings, so this keeps 224 px (load a 364-px converted checkpoint otherwise).
 # load_from: the stage-1 run of configs/blip2/blip2_stage1_base.py, or the official
 # BLIP-2 stage-1 weights converted with tools/convert/hf_blip2_to_vlp.py.
-_base_ = ['./blip2_stage1_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to blip2_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=16)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/blip2.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/blip2_stage1_adamw_cosine_250k.py',
+          '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=16, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 model = dict(freeze_vision=False, vision_dtype=None, vision=dict(pretrained=False),
              qformer=dict(pretrained=None))
 load_from = 'work_dirs/blip2_stage1_base/iter_250000.pth'
 
 val_evaluator = dict(type='ITMRetrievalMetric', k=128, batch_size=128)
 test_evaluator = val_evaluator
+val_cfg = dict(type='RetrievalValLoop')
+test_cfg = dict(type='RetrievalTestLoop')
 
 max_epochs = 5
 optim_wrapper = dict(optimizer=dict(lr=1e-5, weight_decay=0.05))
@@ -39,7 +35,5 @@ param_scheduler = [
 ]
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=128, enable=False)

@@ -18,13 +18,7 @@ model = dict(
     tokenizer=tokenizer)
 train_dataloader = dict(
     batch_size=95,  # x 16 GPUs = 1520
-    dataset=dict(pipeline=[
-        dict(type='LoadImage'),
-        dict(type='RandomResizedCrop', size=224, scale=(0.5, 1.0),
-             interpolation='bicubic'),
-        dict(type='RandomHorizontalFlip', prob=0.5),
-        dict(type='CleanCaption', max_words=50, style='blip'),
-        dict(type='ToTensor'),
-        dict(type='Tokenize', tokenizer=tokenizer),
-    ]))
+    # the stage-2 transforms with T5's tokenizer
+    dataset=dict(pipeline=[*_base_.train_pipeline[:-1],
+                           dict(type='Tokenize', tokenizer=tokenizer)]))
 auto_scale_lr = dict(base_batch_size=1520, enable=False)

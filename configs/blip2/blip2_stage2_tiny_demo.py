@@ -20,63 +20,57 @@
 #
 # The LLM tokenizer: `DemoLMTokenizer`, a transformers `PreTrainedTokenizerFast` over the
 # demo words built in memory (word level, OPT's special-token layout: `</s>` is BOS and EOS).
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/datasets/demo_retrieval.py',
-]
-
+_base_ = ['../_base_/models/blip2_opt.py', '../_base_/datasets/demo_retrieval.py',
+          '../_base_/schedules/blip2_stage2_adamw_cosine_80k.py',
+          '../_base_/default_runtime.py']
 stage1_checkpoint = 'work_dirs/blip2_stage1_tiny_demo/epoch_12.pth'
 lm_vocab_size = 51  # DemoLMTokenizer: <pad>, </s>, <unk> and the 48 demo words
 lm_tokenizer = dict(type='DemoLMTokenizer', max_length=32)
+image_size = 64
 width = 96
 
 model = dict(
-    type='BLIP2LM',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
     # the stage-1 demo's parts (same sizes, so its checkpoint loads strictly)
-    vision=dict(type='TimmTower', model_name='vit_base_patch16_224', img_size=64,
-                patch_size=8, embed_dim=width, depth=3, num_heads=4),
-    qformer=dict(type='QFormer', num_query_tokens=8, encoder_width=width,
-                 cross_attention_freq=2, vocab_size=54, hidden_size=width,
+    vision=dict(model_name='vit_base_patch16_224', img_size=image_size, patch_size=8,
+                embed_dim=width, depth=3, num_heads=4),
+    vision_dtype=None,
+    qformer=dict(num_query_tokens=8, encoder_width=width, vocab_size=54, hidden_size=width,
                  num_layers=2, num_heads=4, intermediate_size=4 * width,
                  max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0),
     # a tiny random OPT (8 soft prompts + BOS + 32 text tokens fit in 64 positions)
-    llm=dict(config=dict(model_type='opt', vocab_size=lm_vocab_size, hidden_size=width,
+    llm=dict(_delete_=True,
+             config=dict(model_type='opt', vocab_size=lm_vocab_size, hidden_size=width,
                          num_hidden_layers=2, ffn_dim=4 * width, num_attention_heads=4,
                          max_position_embeddings=64, word_embed_proj_dim=width,
                          pad_token_id=0, bos_token_id=1, eos_token_id=1, dropout=0.0,
                          attention_dropout=0.0)),
-    projector='linear',
     freeze_llm=False,  # departure (see the header): a random LLM must learn the language
-    prompt='',  # pre-training: [soft prompts; BOS; caption EOS]
     stage1=dict(checkpoint=stage1_checkpoint),
-    generation_cfg=dict(num_beams=3, max_length=30, min_length=5),
-    tokenizer=lm_tokenizer)
+    generation_cfg=dict(num_beams=3, min_length=5),
+    tokenizer=dict(lm_tokenizer, _delete_=True))
 
 # targets as BLIP2LM's loss expects them: caption tokens + EOS, no BOS, right padded
-pipeline = [dict(type='ToTensor'), dict(type='Tokenize', tokenizer=lm_tokenizer)]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=pipeline))
-val_dataloader = dict(dataset=dict(pipeline=pipeline))
-test_dataloader = dict(dataset=dict(pipeline=pipeline))
+train_pipeline = [dict(type='ToTensor'), dict(type='Tokenize', tokenizer=lm_tokenizer)]
+test_pipeline = train_pipeline
+train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 val_evaluator = dict(type='CaptionMetric')
 test_evaluator = val_evaluator
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 
 max_epochs = 8
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), weight_decay=0.05),
+    optimizer=dict(lr=1e-3, fused=None),
     # a paramwise_cfg makes mmengine skip the frozen (requires_grad=False) parameters
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       bypass_duplicate=True))
+    paramwise_cfg=dict(bypass_duplicate=True))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=40),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-auto_scale_lr = dict(base_batch_size=64, enable=False)
+auto_scale_lr = dict(base_batch_size=64)
 test_after_train = True  # tools/train.py reports the test split at the end

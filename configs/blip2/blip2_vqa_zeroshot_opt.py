@@ -12,18 +12,25 @@
 # Q-Former and trains the image encoder (Sec. 4.1); answer ranking over a candidate list
 # (BLIP-2 generates open-ended answers).
 _base_ = ['./blip2_stage2_opt.py']
-from mmengine import Config as __Config  # noqa: E402
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/vqav2.py')
-vqa_pipeline = {{_base_.test_pipeline}}  # image only: the model prompts the LLM itself
-val_dataloader = dict(__data.val_dataloader, _delete_=True, batch_size=16)
-val_dataloader['dataset']['pipeline'] = vqa_pipeline
-test_dataloader = dict(__data.test_dataloader, _delete_=True, batch_size=16)
-test_dataloader['dataset']['pipeline'] = vqa_pipeline
-val_evaluator = dict(__data.val_evaluator, _delete_=True)
-test_evaluator = dict(__data.test_evaluator, _delete_=True,
+# the VQAv2 evaluation splits of configs/_base_/datasets/vqav2.py, read here (the stage-2
+# config's COCO captioning splits are replaced); images only: the model prompts the LLM
+vqa_pipeline = {{_base_.test_pipeline}}
+val_dataloader = dict(
+    batch_size=16,
+    dataset=dict(_delete_=True, type='VQAv2Dataset', mode='eval', data_root='data/vqav2',
+                 question_file='v2_OpenEnded_mscoco_val2014_questions.json',
+                 annotation_file='v2_mscoco_val2014_annotations.json',
+                 img_prefix='val2014', pipeline=vqa_pipeline))
+test_dataloader = dict(
+    batch_size=16,
+    dataset=dict(_delete_=True, type='VQAv2Dataset', mode='eval', data_root='data/vqav2',
+                 question_file='v2_OpenEnded_mscoco_test-dev2015_questions.json',
+                 img_prefix='test2015', pipeline=vqa_pipeline))
+val_evaluator = dict(type='VQAAccuracy')
+test_evaluator = dict(type='VQAAccuracy',
                       output_file='work_dirs/blip2_vqa_zeroshot_opt/test-dev2015.json')
 model = dict(predict_mode='vqa', vqa_prompt='Question: {} Short answer:',
              stage1=dict(checkpoint=None),
-             generation_cfg=dict(_delete_=True, num_beams=5, max_length=10, min_length=1,
+             generation_cfg=dict(num_beams=5, max_length=10, min_length=1,
                                  length_penalty=-1.0))
 load_from = None  # tools/test.py CONFIG CHECKPOINT

@@ -8,18 +8,11 @@
 # load_from: the pre-training run of configs/clip/clip_vit-b16_base.py, or OpenAI's weights
 # converted with tools/convert/hf_clip_to_vlp.py (or open_clip_to_vlp.py); point load_from
 # at the converted model.pth.
-_base_ = ['./clip_vit-b16_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to clip_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=128)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/clip_vit-b16.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/clip_adamw_cosine_32e.py', '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=128, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 load_from = 'work_dirs/clip_vit-b16_base/iter_last.pth'  # or a converted OpenAI checkpoint
 
 max_epochs = 10
@@ -30,9 +23,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=1, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=1024, enable=False)
+strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=1),
+                bf16=dict(enabled=True), gradient_clipping=0.0)  # as pre-training

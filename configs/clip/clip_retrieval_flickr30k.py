@@ -4,14 +4,10 @@
 # ranking, our fine-tuning recipe: AdamW lr 1e-5, 10 epochs, batch 1024, 224 px; load_from:
 # see there) only in what is set here: the Flickr30k data.
 _base_ = ['./clip_retrieval_coco.py']
-from mmengine import Config as __Config  # noqa: E402
-# The Flickr30k splits: configs/_base_/datasets/flickr30k_retrieval.py. mmengine refuses it in
-# _base_ next to clip_retrieval_coco.py (both define the data loaders), so it is read here
-# and replaces the COCO fine-tuning data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/flickr30k_retrieval.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=128)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+# the Flickr30k splits (configs/_base_/datasets/flickr30k_retrieval.py) instead of COCO's
+train_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                     ann_file='annotations/flickr30k_train.json'))
+val_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                   ann_file='annotations/flickr30k_val.json'))
+test_dataloader = dict(dataset=dict(data_root='data/flickr30k',
+                                    ann_file='annotations/flickr30k_test.json'))

@@ -10,18 +10,11 @@
 # load_from: the pre-training run of configs/coca/coca_base.py, or open_clip CoCa weights
 # converted with tools/convert/open_clip_coca_to_vlp.py (then match coca_base's sizes to
 # the converted config).
-_base_ = ['./coca_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The fine-tuning splits: configs/_base_/datasets/coco_retrieval_finetune.py. mmengine refuses it in
-# _base_ next to coca_base.py (both define the data loaders), so it is read here and
-# replaces the pre-training data wholesale (_delete_); the pipelines stay the family's.
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/coco_retrieval_finetune.py')
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=128)
-train_dataloader['dataset']['pipeline'] = {{_base_.train_pipeline}}
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = {{_base_.test_pipeline}}
+_base_ = ['../_base_/models/coca.py', '../_base_/datasets/coco_retrieval_finetune.py',
+          '../_base_/schedules/coca_adafactor_linear_500k.py', '../_base_/default_runtime.py']
+train_dataloader = dict(batch_size=128, dataset=dict(pipeline={{_base_.train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.test_pipeline}}))
 model = dict(caption_weight=0.0, predict_mode='retrieval')
 load_from = 'work_dirs/coca_base/iter_last.pth'
 
@@ -37,7 +30,5 @@ param_scheduler = [
 ]
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1, save_best='auto'))
-log_processor = dict(by_epoch=True)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1, save_best='retrieval/r_mean', rule='greater'))
 auto_scale_lr = dict(base_batch_size=1024, enable=False)

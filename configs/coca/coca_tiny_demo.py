@@ -8,39 +8,28 @@
 # in docs/models.md.
 # Differences from coca_base.py besides the sizes: AdamW instead of Adafactor, 16
 # captioning queries instead of 256, the demo's word-level CLIP-style tokenizer.
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/datasets/demo_retrieval.py',
-]
+_base_ = ['../_base_/models/coca.py', '../_base_/datasets/demo_retrieval.py',
+          '../_base_/default_runtime.py']
 vocab_size = 52  # DemoTokenizer(style='clip'): <pad>, <unk>, 48 words, SOT, EOT
 context_length = 32
 image_size = 64
 width = 96
 
+# the paper's model at toy size
 model = dict(
-    type='CoCa',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
-    vision=dict(type='TimmTower', model_name='vit_base_patch16_224', img_size=image_size,
-                patch_size=8, embed_dim=width, depth=3, num_heads=4),
-    text=dict(type='TextTransformer', vocab_size=vocab_size, context_length=context_length,
-              width=width, layers=2, heads=4, act_layer='gelu', embed_cls=True),
-    decoder=dict(type='MultimodalDecoder', vocab_size=vocab_size, width=width, layers=2,
-                 heads=4, act_layer='gelu'),
-    con_pooler=dict(type='AttentionalPooler', dim=width, context_dim=width, num_heads=4,
-                    n_queries=1),
-    cap_pooler=dict(type='AttentionalPooler', dim=width, context_dim=width, num_heads=4,
-                    n_queries=16),
-    pooler_layout='parallel',
-    vision_proj=None,
-    text_proj=None,
-    itc=dict(type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0),
-    caption_loss=dict(type='CaptionLoss', label_smoothing=0.0),
-    contrastive_weight=1.0,
-    caption_weight=2.0,
+    vision=dict(img_size=image_size, patch_size=8, embed_dim=width, depth=3, num_heads=4),
+    text=dict(vocab_size=vocab_size, context_length=context_length, width=width, layers=2,
+              heads=4),
+    decoder=dict(vocab_size=vocab_size, width=width, layers=2, heads=4),
+    con_pooler=dict(dim=width, context_dim=width, num_heads=4),
+    cap_pooler=dict(dim=width, context_dim=width, num_heads=4, n_queries=16),
+    itc=dict(local_loss=False),
     predict_mode='caption',
-    generation_cfg=dict(num_beams=3, max_length=30),
-    tokenizer={{_base_.demo_tokenizer}})
+    generation_cfg=dict(num_beams=3),
+    tokenizer=dict(_base_.demo_tokenizer, _delete_=True))
 
+# the demo data's own pipelines (ToTensor, Tokenize with the CLIP-style demo tokenizer)
+train_pipeline = test_pipeline = {{_base_.train_dataloader.dataset.pipeline}}
 val_evaluator = dict(type='CaptionMetric')
 test_evaluator = val_evaluator
 
@@ -59,8 +48,6 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=128, enable=False)

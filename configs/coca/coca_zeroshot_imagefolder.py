@@ -14,21 +14,9 @@
 # tools/convert/open_clip_coca_to_vlp.py.
 # ZeroShotClassifierHook sets the class embeddings (model.set_zero_shot_classifier); CoCa's
 # predict in 'retrieval' mode then returns `logits`.
-_base_ = ['./coca_base.py']
-from mmengine import Config as __Config  # noqa: E402
-# The test data: configs/_base_/datasets/imagefolder_zeroshot.py (read here: the family
-# config's retrieval test set is replaced wholesale with _delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/imagefolder_zeroshot.py')
-# the family's test transforms without Tokenize (the samples have no text)
-zeroshot_pipeline = [t for t in _base_.test_pipeline if t['type'] != 'Tokenize']
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = zeroshot_pipeline
-test_evaluator = dict(__data.test_evaluator, _delete_=True)
-test_cfg = dict(_delete_=True, type='TestLoop')
-custom_hooks = [
-    dict(type='ZeroShotClassifierHook', templates='openai_imagenet', on_val=False,
-         on_test=True),
-]
-strategy = None
-model = dict(predict_mode='retrieval')
-load_from = None  # tools/test.py CONFIG CHECKPOINT
+_base_ = ['../_base_/models/coca.py', '../_base_/datasets/imagefolder_zeroshot.py',
+          '../_base_/default_runtime.py']
+# the family's evaluation image transforms (the samples have no text)
+test_dataloader = dict(dataset=dict(pipeline={{_base_.image_pipeline}}))
+custom_hooks = [dict(type='ZeroShotClassifierHook', templates='openai_imagenet', on_val=False,
+                     on_test=True)]

@@ -8,30 +8,24 @@
 # neither MLM nor ITM uses the image yet (ITM stays at 0.5, retrieval at chance): ViLT
 # starts from an ImageNet ViT, this demo from scratch. Departures from vilt_base.py: sizes,
 # data, schedule, no dropout.
-_base_ = [
-    '../_base_/default_runtime.py',
-    '../_base_/datasets/demo_retrieval.py',
-]
+_base_ = ['../_base_/models/vilt.py', '../_base_/datasets/demo_retrieval.py',
+          '../_base_/default_runtime.py']
 demo_tokenizer = dict(type='DemoTokenizer', style='bert', max_length=32)
 # 48 px images in 16 px patches: a 3 x 3 grid (the captions' left / centre / right / top /
 # bottom), 10 image tokens; few tokens and small batches keep a CPU step short
 image_size = 48
 width = 96
 
+# the paper's model at toy size, from random weights
 model = dict(
-    type='ViLT',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
-    backbone=dict(type='SingleStreamTransformer', img_size=image_size, patch_size=16,
-                  vocab_size=53, max_text_len=32, embed_dim=width, depth=3, num_heads=4,
-                  mlp_ratio=4.0, drop=0.0, ln_eps=1e-12),
-    itm_head=dict(type='ITMHead', hidden_size=width),
-    mlm_head=dict(type='MLMHead', hidden_size=width, vocab_size=53),
-    wpa=dict(type='WordPatchAlignmentLoss', beta=0.5, iterations=50, inner=1),
-    itm_neg_prob=0.5,
-    mlm_probability=0.15,
-    whole_word_masking=True,
-    loss_weights=dict(itm=1.0, mlm=1.0, wpa=0.1),
-    tokenizer=demo_tokenizer)
+    # the preprocessor's default statistics
+    data_preprocessor=dict(_delete_=True, type='VLPDataPreprocessor'),
+    backbone=dict(img_size=image_size, patch_size=16, vocab_size=53, max_text_len=32,
+                  embed_dim=width, depth=3, num_heads=4, drop=0.0, ln_eps=1e-12,
+                  max_image_len=None),
+    itm_head=dict(hidden_size=width),
+    mlm_head=dict(hidden_size=width, vocab_size=53),
+    tokenizer=dict(demo_tokenizer, _delete_=True))
 
 train_pipeline = [dict(type='ToTensor'),
                   dict(type='Tokenize', tokenizer=demo_tokenizer, return_word_ids=True)]
@@ -40,13 +34,12 @@ train_dataloader = dict(batch_size=32,
                         dataset=dict(image_size=image_size, pipeline=train_pipeline))
 # no validation during training; the test split is reported at the end. ITM scores every
 # pair (50 images x 250 captions, both directions): a small evaluation split
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
+val_dataloader = val_evaluator = val_cfg = None
 test_dataloader = dict(dataset=dict(num_images=50, image_size=image_size,
                                     pipeline=test_pipeline))
 # k >= the gallery: no ITC stage (ViLT has none), every pair re-scored by ITM
 test_evaluator = dict(type='ITMRetrievalMetric', k=1000000, batch_size=250)
+test_cfg = dict(type='RetrievalTestLoop')
 
 max_epochs = 12
 optim_wrapper = dict(
@@ -62,7 +55,6 @@ param_scheduler = [
          end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-test_cfg = dict(type='RetrievalTestLoop')
 default_hooks = dict(logger=dict(interval=25),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=32, enable=False)

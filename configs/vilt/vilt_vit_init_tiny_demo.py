@@ -6,46 +6,9 @@
 # classifier on the pooled first token must gather the image tokens. The ViLT VQA demo
 # (vilt_vqa_tiny_demo.py) starts from its work dir, as ViLT starts from the ViT.
 # `python tools/train.py configs/vilt/vilt_vit_init_tiny_demo.py`; figures in docs/tasks.md.
-_base_ = ['../_base_/default_runtime.py']
-
-demo_task_tokenizer = dict(type='DemoTokenizer', style='bert', vocabulary='tasks',
-                           max_length=24)
-vocab_size = 115  # the 'tasks' vocabulary: the task demos' embedding tables
-image_size = 64
-width = 128
-
-model = dict(
-    type='VLClassifier',
-    data_preprocessor=dict(type='VLPDataPreprocessor'),
-    model=dict(
-        type='ViLT',
-        backbone=dict(type='SingleStreamTransformer', img_size=image_size, patch_size=16,
-                      vocab_size=vocab_size, max_text_len=24, embed_dim=width, depth=4,
-                      num_heads=4, mlp_ratio=4.0, drop=0.0, ln_eps=1e-12,
-                      initializer_range=0.02),
-        itm_head=None, mlm_head=None, tokenizer=demo_task_tokenizer),
-    head=dict(type='ClassifierHead', in_channels=width, num_classes=40))
-
-pipeline = [dict(type='ToTensor'), dict(type='SetText', text='a picture'),
-            dict(type='Tokenize', tokenizer=demo_task_tokenizer)]
-train_dataloader = dict(
-    batch_size=64, num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='DemoClassification', split='train', num_images=4000,
-                 image_size=image_size, pipeline=pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = dict(
-    batch_size=200, num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='DemoClassification', split='test', image_size=image_size,
-                 pipeline=pipeline))
-test_evaluator = dict(type='ClassificationAccuracy')
-test_cfg = dict(type='TestLoop')
-test_after_train = True
+_base_ = ['../_base_/models/vilt_classifier_tiny.py',
+          '../_base_/datasets/demo_classification.py', '../_base_/default_runtime.py']
+model = dict(head=dict(num_classes=40))  # from random weights
 
 max_epochs = 12
 optim_wrapper = dict(

@@ -20,58 +20,22 @@
 # pretrained: the pre-training run of configs/vilt/vilt_base.py, or the official ViLT
 # weights converted with tools/convert/hf_vilt_to_vlp.py; the pre-training heads (ITM, MLM,
 # WPA) are dropped. test: writes the test-dev submission file for EvalAI.
-_base_ = ['./vilt_base.py']
-import copy as __copy  # noqa: E402
-
-from mmengine import Config as __Config  # noqa: E402
-# The task data: configs/_base_/datasets/vqav2.py, read here (mmengine refuses it in
-# _base_ next to vilt_base.py: both define the data loaders) and replacing the pre-training
-# data wholesale (_delete_).
-__data = __Config.fromfile('{{ fileDirname }}/../_base_/datasets/vqav2.py')
-__tok = _base_.tokenizer
-image_size = 384
-train_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='RandAugment', num_ops=2, magnitude=9),
-    dict(type='ToTensor'),
-    dict(type='Tokenize', tokenizer=__tok, key='question'),
-]
-test_pipeline = [
-    dict(type='LoadImage'),
-    dict(type='Resize', size=(image_size, image_size), interpolation='bicubic'),
-    dict(type='ToTensor'),
-    dict(type='Tokenize', tokenizer=__tok, key='question'),
-]
-train_dataloader = dict(__data.train_dataloader, _delete_=True, batch_size=32)  # x 8 = 256
-train_dataloader['dataset']['pipeline'] = train_pipeline
-val_dataloader = dict(__data.val_dataloader, _delete_=True)
-val_dataloader['dataset']['pipeline'] = test_pipeline
-test_dataloader = dict(__data.test_dataloader, _delete_=True)
-test_dataloader['dataset']['pipeline'] = test_pipeline
-val_evaluator = dict(__data.val_evaluator, _delete_=True)
-test_evaluator = dict(__data.test_evaluator, _delete_=True,
-                      output_file='work_dirs/vilt_vqa/vqav2_test-dev2015_submission.json')
-val_cfg = dict(_delete_=True, type='ValLoop')
-test_cfg = dict(_delete_=True, type='TestLoop')
+_base_ = ['../_base_/models/vilt_classifier.py', '../_base_/datasets/vqav2.py',
+          '../_base_/schedules/vilt_adamw_linear_10e.py', '../_base_/default_runtime.py']
+# the family's image transforms (training: its fine-tuning ones), the question tokenised
+__question = dict(type='Tokenize', tokenizer=_base_.model.model.tokenizer, key='question')
+train_pipeline = [*_base_.finetune_image_pipeline, __question]
+test_pipeline = [*_base_.image_pipeline, __question]
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))  # x 8 = 256
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_evaluator = dict(output_file='work_dirs/vilt_vqa/vqav2_test-dev2015_submission.json')
 
 answer_list = 'data/vqav2/answer_list.json'  # tools/data/vqa_answer_list.py (3,129 answers)
-__family = __copy.deepcopy(_base_.model)
-model = dict(
-    _delete_=True,
-    type='VQAClassifier',
-    model=__family,
-    head=dict(type='ClassifierHead', in_channels=768, num_classes=3129, num_inputs=1,
-              hidden_channels=1536, pooler=None, norm=True, act='gelu'),
-    answer_list=answer_list,
-    target='butd',
-    pretrained='work_dirs/vilt_base/iter_100000.pth',  # or hf_vilt_to_vlp.py output
-    drop_parts=['itm_head', 'mlm_head', 'wpa'],
-    data_preprocessor=__family['data_preprocessor'])
+model = dict(type='VQAClassifier', head=dict(num_classes=3129, num_inputs=1),
+             answer_list=answer_list, target='butd')
 
-max_epochs = 10
 optim_wrapper = dict(
-    optimizer=dict(lr=1e-4, weight_decay=0.01),
     # head lr x10 (ViLT's lr_mult on `vqa_classifier`); its LayerNorm and biases keep no
     # weight decay (custom keys override the norm / bias rules, so they are listed)
     paramwise_cfg=dict(custom_keys={
@@ -79,16 +43,5 @@ optim_wrapper = dict(
         'head.mlp.0.bias': dict(lr_mult=10.0, decay_mult=0.0),
         'head.mlp.1': dict(lr_mult=10.0, decay_mult=0.0),
         'head.mlp.3.bias': dict(lr_mult=10.0, decay_mult=0.0)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='LinearLR', start_factor=1.0, end_factor=0.0, by_epoch=True, begin=1,
-         end=max_epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=1)
-default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=1,
-                                     by_epoch=True, max_keep_ckpts=1,
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1,
                                      save_best='vqa/accuracy', rule='greater'))
-log_processor = dict(by_epoch=True)
-auto_scale_lr = dict(base_batch_size=256, enable=False)

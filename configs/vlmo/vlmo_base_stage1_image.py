@@ -29,9 +29,5 @@ param_scheduler = [
     dict(type='WarmupCosineLR', by_epoch=False, begin=0, end={{_base_.max_iters}},
          warmup_iters=10000, warmup_start_factor=1e-3, eta_min_ratio=1e-3),
 ]
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
+val_dataloader = val_evaluator = val_cfg = None
+test_dataloader = test_evaluator = test_cfg = None

@@ -12,14 +12,10 @@
 _base_ = ['./vlmo_base.py']
 model = dict(stage='text')
 load_from = 'work_dirs/vlmo_base_stage1_image/iter_200000.pth'
-tokenizer = {{_base_.tokenizer}}
+tokenizer = {{_base_.model.tokenizer}}
 train_dataloader = dict(
     dataset=dict(_delete_=True, type='TextCorpusDataset', data_root='data/text',
                  ann_file=['wikipedia.txt', 'bookcorpus.txt'],
                  pipeline=[dict(type='Tokenize', tokenizer=tokenizer)]))
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
+val_dataloader = val_evaluator = val_cfg = None
+test_dataloader = test_evaluator = test_cfg = None

@@ -5,23 +5,11 @@
 #   data/coco/annotations/coco_karpathy_{val,test}.json
 # The model's config supplies the pipeline (its tokenizer and image size):
 #   val_dataloader = dict(dataset=dict(pipeline=test_pipeline)), and the same for test.
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/coco',
-                 ann_file='annotations/coco_karpathy_val.json', img_prefix='images',
-                 pipeline=[]))
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageTextJsonDataset', mode='eval', data_root='data/coco',
-                 ann_file='annotations/coco_karpathy_test.json', img_prefix='images',
-                 pipeline=[]))
+_base_ = ['./eval_loaders.py']
+__karpathy = dict(type='ImageTextJsonDataset', mode='eval', data_root='data/coco',
+                  img_prefix='images', pipeline=[])
+val_dataloader = dict(dataset=dict(__karpathy, ann_file='annotations/coco_karpathy_val.json'))
+test_dataloader = dict(dataset=dict(__karpathy,
+                                    ann_file='annotations/coco_karpathy_test.json'))
 val_evaluator = dict(type='RetrievalMetric')
 test_evaluator = val_evaluator

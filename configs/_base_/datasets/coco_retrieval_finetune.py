@@ -12,14 +12,8 @@
 # image with all its captions (RetrievalMetric / ITMRetrievalMetric).
 # The model's config supplies the pipelines (its tokenizer, image size, augmentation):
 #   train_dataloader = dict(dataset=dict(pipeline=train_pipeline)), val / test likewise.
-_base_ = ['./coco_retrieval.py']
+_base_ = ['./coco_retrieval.py', './finetune_loader.py']
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
     dataset=dict(type='ImageTextJsonDataset', mode='train', train_sampling='pairs',
                  data_root='data/coco', ann_file='annotations/coco_karpathy_train.json',
                  img_prefix='images', pipeline=[]))

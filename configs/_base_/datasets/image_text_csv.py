@@ -4,12 +4,9 @@
 #   data/pretrain/train.tsv     filepath<TAB>title
 #   data/pretrain/images/...
 # The model's config supplies the pipeline: train_dataloader = dict(dataset=dict(pipeline=...)).
+_base_ = ['./pretrain_loader.py']
 train_dataloader = dict(
     batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
     dataset=dict(type='CsvImageTextDataset', data_root='data/pretrain',
                  csv_file='train.tsv', img_root='images', img_key='filepath',
                  caption_key='title', sep='\t', pipeline=[]))

@@ -12,14 +12,12 @@
 # Test only: ZeroShotClassifierHook (in the model's config) encodes every class name in the
 # prompt templates before the test epoch and ZeroShotAccuracy reports top-1 / top-5.
 # The model's config supplies the pipeline (its image size and crop; no Tokenize: the
-# samples have no text).
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='ImageFolderClassification', data_root='data/imagenet',
-                 img_dir='val', class_names='data/imagenet/classnames.json', pipeline=[]))
+# samples have no text): test_dataloader = dict(dataset=dict(pipeline=...)).
+test_dataloader = dict(batch_size=64, num_workers=8, persistent_workers=True,
+                       sampler=dict(type='DefaultSampler', shuffle=False),
+                       collate_fn=dict(type='vlp_collate'),
+                       dataset=dict(type='ImageFolderClassification', data_root='data/imagenet',
+                                    img_dir='val', class_names='data/imagenet/classnames.json',
+                                    pipeline=[]))
 test_evaluator = dict(type='ZeroShotAccuracy', topk=(1, 5))
 test_cfg = dict(type='TestLoop')

@@ -14,36 +14,13 @@
 # Splits: train / dev (validation) / test-P (test1); accuracy with ClassificationAccuracy.
 # The model's config supplies, for every split, image_pipeline (per image: LoadImage ...
 # ToTensor, one size for both images) and pipeline (Tokenize on 'text').
-data_root = 'data/nlvr2'
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='NLVR2Dataset', mode='train', data_root=data_root,
-                 ann_file='annotations/train.json', img_prefix='images/train',
-                 image_pipeline=[], pipeline=[]))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='NLVR2Dataset', mode='eval', data_root=data_root,
-                 ann_file='annotations/dev.json', img_prefix='images/dev',
-                 image_pipeline=[], pipeline=[]))
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='NLVR2Dataset', mode='eval', data_root=data_root,
-                 ann_file='annotations/test1.json', img_prefix='images/test1',
-                 image_pipeline=[], pipeline=[]))
+_base_ = ['./finetune_loader.py', './eval_loaders.py']
+__nlvr2 = dict(type='NLVR2Dataset', data_root='data/nlvr2', image_pipeline=[], pipeline=[])
+train_dataloader = dict(dataset=dict(__nlvr2, mode='train', ann_file='annotations/train.json',
+                                     img_prefix='images/train'))
+val_dataloader = dict(dataset=dict(__nlvr2, mode='eval', ann_file='annotations/dev.json',
+                                   img_prefix='images/dev'))
+test_dataloader = dict(dataset=dict(__nlvr2, mode='eval', ann_file='annotations/test1.json',
+                                    img_prefix='images/test1'))
 val_evaluator = dict(type='ClassificationAccuracy', prefix='nlvr2_dev')
 test_evaluator = dict(type='ClassificationAccuracy', prefix='nlvr2_test')
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')

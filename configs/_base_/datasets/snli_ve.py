@@ -11,36 +11,11 @@
 # ve_{train,dev,test}.json) is read as well.
 # Splits: train / dev (validation) / test; accuracy with ClassificationAccuracy.
 # The model's config supplies the pipelines (LoadImage ... Tokenize on 'text').
-data_root = 'data/snli_ve'
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='SNLIVEDataset', mode='train', data_root=data_root,
-                 ann_file='snli_ve_train.jsonl', img_prefix='flickr30k_images',
-                 pipeline=[]))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='SNLIVEDataset', mode='eval', data_root=data_root,
-                 ann_file='snli_ve_dev.jsonl', img_prefix='flickr30k_images',
-                 pipeline=[]))
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='SNLIVEDataset', mode='eval', data_root=data_root,
-                 ann_file='snli_ve_test.jsonl', img_prefix='flickr30k_images',
-                 pipeline=[]))
+_base_ = ['./finetune_loader.py', './eval_loaders.py']
+__snli_ve = dict(type='SNLIVEDataset', data_root='data/snli_ve', img_prefix='flickr30k_images',
+                 pipeline=[])
+train_dataloader = dict(dataset=dict(__snli_ve, mode='train', ann_file='snli_ve_train.jsonl'))
+val_dataloader = dict(dataset=dict(__snli_ve, mode='eval', ann_file='snli_ve_dev.jsonl'))
+test_dataloader = dict(dataset=dict(__snli_ve, mode='eval', ann_file='snli_ve_test.jsonl'))
 val_evaluator = dict(type='ClassificationAccuracy', prefix='snli_ve_dev')
 test_evaluator = dict(type='ClassificationAccuracy', prefix='snli_ve_test')
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')

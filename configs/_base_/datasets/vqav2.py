@@ -36,41 +36,21 @@
 # The model's config supplies the pipelines (its tokenizer, image size; the question is
 # tokenised with Tokenize(key='question')):
 #   train_dataloader = dict(dataset=dict(pipeline=train_pipeline)), val / test likewise.
-data_root = 'data/vqav2'
+_base_ = ['./finetune_loader.py', './eval_loaders.py']
+__vqav2 = dict(type='VQAv2Dataset', data_root='data/vqav2', pipeline=[])
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='VQAv2Dataset', mode='train', data_root=data_root,
+    dataset=dict(__vqav2, mode='train',
                  question_file='v2_OpenEnded_mscoco_train2014_questions.json',
-                 annotation_file='v2_mscoco_train2014_annotations.json',
-                 img_prefix='train2014', pipeline=[]))
+                 annotation_file='v2_mscoco_train2014_annotations.json', img_prefix='train2014'))
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    dataset=dict(type='VQAv2Dataset', mode='eval', data_root=data_root,
-                 question_file='v2_OpenEnded_mscoco_val2014_questions.json',
-                 annotation_file='v2_mscoco_val2014_annotations.json',
-                 img_prefix='val2014', pipeline=[]))
+    dataset=dict(__vqav2, mode='eval', question_file='v2_OpenEnded_mscoco_val2014_questions.json',
+                 annotation_file='v2_mscoco_val2014_annotations.json', img_prefix='val2014'))
+# data_subtype 'test-dev2015' -> the images of test2015
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='vlp_collate'),
-    # data_subtype 'test-dev2015' -> the images of test2015
-    dataset=dict(type='VQAv2Dataset', mode='eval', data_root=data_root,
+    dataset=dict(__vqav2, mode='eval',
                  question_file='v2_OpenEnded_mscoco_test-dev2015_questions.json',
-                 img_prefix='test2015', pipeline=[]))
+                 img_prefix='test2015'))
 val_evaluator = dict(type='VQAAccuracy')
 # the model config names its own submission file
 test_evaluator = dict(type='VQAAccuracy',
                       output_file='work_dirs/vqav2_test-dev2015_submission.json')
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')

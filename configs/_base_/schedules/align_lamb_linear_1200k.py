@@ -12,6 +12,4 @@ param_scheduler = [
          end=1_200_000),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=1_200_000, val_interval=50_000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=16384, enable=False)

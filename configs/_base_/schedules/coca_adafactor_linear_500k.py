@@ -20,6 +20,4 @@ param_scheduler = [
          end=500_000),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=500_000, val_interval=50_000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(base_batch_size=65536, enable=False)
