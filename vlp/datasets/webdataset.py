@@ -30,7 +30,7 @@ with ``<key>.txt`` and/or ``<key>.json``, as img2dataset writes them), read thro
 A sample reaching the pipeline is ``dict(img=<PIL RGB>, text=<caption>, key=..., url=...)``
 (the caption from ``.txt``, else the ``caption_key`` of ``.json``; ``image_id`` too when the
 ``.json`` has one, as tools/data/json_to_shards.py writes); configs use the same pipelines
-as the JSON datasets, without ``LoadImage``.
+as the JSON datasets (``LoadImage`` passes the decoded ``img`` through).
 
 Use ``sampler=None`` in the dataloader config (mmengine passes it through) and an
 iteration-based loop, or set ``epoch_size`` for epoch-based ones.

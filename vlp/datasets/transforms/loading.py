@@ -15,6 +15,9 @@ class LoadImage:
     """Read ``results[key]`` (a path or URI; mmengine ``fileio`` backends) into
     ``results['img']`` (PIL, RGB) and ``results['ori_shape'] = (H, W)``.
 
+    A sample that already holds a decoded ``img`` and no path (a webdataset shard member)
+    passes through, so JSON datasets and shards share their pipelines.
+
     A missing, empty, truncated or undecodable file returns ``None`` after a warning with
     the path through mmengine's current logger; it never raises. It leaves
     ``results['_skip'] = dict(reason, file, message)`` (reason ``'missing_file'``,
@@ -31,6 +34,11 @@ class LoadImage:
         self.backend_args = backend_args
 
     def __call__(self, results: dict) -> Optional[dict]:
+        if self.key not in results and isinstance(results.get('img'), Image.Image):
+            # already decoded (webdataset shards give ``img``): the same pipeline serves
+            # annotation files and shards
+            results.setdefault('ori_shape', (results['img'].height, results['img'].width))
+            return results
         path = results[self.key]
         reason, buf = 'corrupt_file', None
         try:
