@@ -28,7 +28,9 @@ parts they carried):
 Deliberate value changes made after the snapshot was taken are written into it: the
 retrieval fine-tuning configs' ``save_best='auto'`` (mmengine cannot infer a rule for
 ``retrieval/txt_r1``: every run crashed at its first validation) became
-``save_best='retrieval/r_mean', rule='greater'``.
+``save_best='retrieval/r_mean', rule='greater'``; the CLIP and CoCa tokenizers read the
+BPE merges shipped with vlp (``bpe_path='bundled'``) instead of ``data/clip/tokenizer.json``,
+which nothing made (the ids are the same).
 
 Regenerate the file only for a deliberate change of config values:
 ``.venv/bin/python tests/test_config_layers.py --write``.

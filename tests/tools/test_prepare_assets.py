@@ -18,9 +18,16 @@ def _run(args, cwd, env_extra=None, timeout=300):
 
 
 def test_clip_tokenizer_from_the_bundled_merges(tmp_path):
+    """The paper configs read the bundled merges (nothing to write, the datasets listed); a
+    config naming a tokenizer.json gets it written from them."""
     out = _run([TOOL, osp.join(ROOT, 'configs/clip/clip_vit-b16_base.py')], tmp_path)
-    assert out.returncode == 1  # the datasets are still missing, and listed
-    assert 'write data/clip/tokenizer.json' in out.stdout and 'data/coco' in out.stdout
+    assert out.returncode == 1 and 'data/coco' in out.stdout  # the datasets: listed
+    assert 'tokenizer' not in out.stdout
+    (tmp_path / 'cfg.py').write_text(
+        "model = dict(type='CLIP', tokenizer=dict(type='CLIPTokenizer', "
+        "tokenizer_file='data/clip/tokenizer.json'))\n")
+    out = _run([TOOL, str(tmp_path / 'cfg.py')], tmp_path)
+    assert out.returncode == 0 and 'write data/clip/tokenizer.json' in out.stdout, out.stdout
     from vlp.datasets.tokenizers import CLIPTokenizer
     written = CLIPTokenizer(tokenizer_file=str(tmp_path / 'data/clip/tokenizer.json'))
     bundled = CLIPTokenizer(bpe_path='bundled')

@@ -5,9 +5,9 @@
 # logit scale 100, negatives from every rank.
 # The model's inputs come with it: its tokenizer and image transforms (pre-training and
 # retrieval fine-tuning).
-# byte-level BPE of OpenAI CLIP, from a local tokenizer.json (or vocab.json + merges.txt)
-__tokenizer = dict(type='CLIPTokenizer', tokenizer_file='data/clip/tokenizer.json',
-                   max_length=77)
+# OpenAI's CLIP BPE, shipped with vlp (bpe_path='bundled': no file to prepare; a local
+# tokenizer.json works too: tokenizer_file='data/clip/tokenizer.json')
+__tokenizer = dict(type='CLIPTokenizer', bpe_path='bundled', max_length=77)
 
 model = dict(
     type='CLIP',

@@ -13,8 +13,9 @@
 # (OpenAI's CLIP BPE here).
 # The model's inputs come with it: its tokenizer, image size and transforms (pre-training
 # and retrieval fine-tuning).
-__tokenizer = dict(type='CLIPTokenizer', tokenizer_file='data/clip/tokenizer.json',
-                   max_length=76)
+# OpenAI's CLIP BPE, shipped with vlp (bpe_path='bundled': no file to prepare; a local
+# tokenizer.json works too: tokenizer_file='data/clip/tokenizer.json')
+__tokenizer = dict(type='CLIPTokenizer', bpe_path='bundled', max_length=76)
 __vocab_size = 49408
 __width = 768
 image_size = 288
