@@ -22,7 +22,7 @@ machine's dense matmul peak (MFU; the peak measured here with a large matmul in 
 precision, before and after the timed steps, the better of the two).
 
 ``--compare open_clip|hf`` builds the same architecture and shapes in an anchor
-(``tools/benchmark_anchors.py``): open_clip's ``CLIP`` / ``CoCa`` (open_clip's layout:
+(``benchmarks/anchors.py``): open_clip's ``CLIP`` / ``CoCa`` (open_clip's layout:
 shared pooler, as ``tools/convert/open_clip_coca_to_vlp.py`` writes); HF ``CLIPModel``,
 BLIP's pre-training step over HF's BLIP modules, BLIP-2's stage-1 ITC + ITM over
 ``Blip2ForImageTextRetrieval``'s modules, ``ViltForMaskedLM`` + an ITM head. It checks that
@@ -50,7 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map_only
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'benchmarks'))
 
 
 def _sync(device: str) -> None:
@@ -296,7 +296,7 @@ def main(argv=None) -> dict:
 
     anchor = None
     if args.compare != 'none':
-        from benchmark_anchors import build_anchor, param_report
+        from anchors import build_anchor, param_report  # benchmarks/anchors.py
         anchor = build_anchor(args.compare, model, inputs, samples, args.device)
         params = param_report(model, anchor)
         if not params['agree']:

@@ -1,6 +1,6 @@
 # ViLT VQA tiny demo: VQA as classification (ViLT Sec. 4.2: an MLP head on the pooled
 # state scores every answer of the vocabulary; BUTD soft targets, binary cross-entropy x
-# the vocabulary size) on the embedded demo VQA data (vlp/datasets/demo_tasks.py: questions
+# the vocabulary size) on the embedded demo VQA data (vlp/datasets/demo/tasks.py: questions
 # about colour, shape, count, position, size and yes/no of the demo scenes, ten annotator
 # answers each, scored with the official VQA accuracy), starting from ViLT's image-only
 # initialisation (the demo stand-in of its ImageNet ViT):

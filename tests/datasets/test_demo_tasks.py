@@ -10,7 +10,7 @@ import torch
 from vlp.datasets import (DemoImageText, DemoNLVR2, DemoSNLIVE, DemoTokenizer, DemoVQA,
                           demo_task_corpus, vlp_collate)
 from vlp.datasets.demo import COLOURS, SHAPES, scene_key
-from vlp.datasets.demo_tasks import ANSWER_VARIANTS, VQA_ANSWERS
+from vlp.datasets.demo.tasks import ANSWER_VARIANTS, VQA_ANSWERS
 from vlp.registry import DATASETS
 
 POS = {'left': 'left', 'right': 'right', 'top': 'top', 'bottom': 'bottom',

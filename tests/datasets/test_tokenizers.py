@@ -247,3 +247,15 @@ def test_demo_tokenizer_tasks_vocabulary(style, tmp_path):
 def test_demo_tokenizer_tasks_vocabulary_from_config():
     tok = TOKENIZERS.build(dict(type='DemoTokenizer', style='bert', vocabulary='tasks'))
     assert tok.vocabulary == 'tasks' and tok.vocab_size == 115
+
+
+def test_lm_tokenizers_are_found_in_the_tokenizer_registry_alone():
+    """LMTokenizer / DemoLMTokenizer live with the tokenizers: the registry finds them
+    without importing vlp.models (TOKENIZERS' locations are vlp.datasets.tokenizers)."""
+    import subprocess
+    import sys
+    code = ('import sys; from vlp.registry import TOKENIZERS; '
+            "print(TOKENIZERS.get('LMTokenizer') is not None, "
+            "TOKENIZERS.get('DemoLMTokenizer') is not None, 'vlp.models' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.stdout.split() == ['True', 'True', 'False'], out.stdout + out.stderr

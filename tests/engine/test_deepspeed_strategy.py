@@ -202,3 +202,21 @@ def test_fused_adamw_trains(tmp_path, toy_base, stage):
     assert _hook(runner, 'ParamDeltaHook').delta_norm > 0
     assert all(torch.isfinite(torch.tensor(v))
                for v in vlp_toy.read_losses(str(tmp_path / 'work')).values())
+
+
+def test_compat_patches_check_what_they_patch(monkeypatch):
+    """deepspeed_compat patches private DeepSpeed methods: with the checked versions there is
+    no problem; a method that is gone or takes other arguments is named; other versions warn."""
+    import deepspeed
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    from vlp.engine.strategies import deepspeed_compat as compat
+    assert compat.check_versions() == []
+    monkeypatch.setattr(deepspeed, '__version__', '0.99.0')
+    with pytest.warns(UserWarning, match="installed {'deepspeed': '0.99.0'}"):
+        assert compat.check_versions() == []
+    monkeypatch.delattr(DeepSpeedEngine, 'clip_fp32_gradients')
+    problems = compat.check_versions()
+    assert problems and 'DeepSpeedEngine.clip_fp32_gradients no longer exists' in problems[0]
+    with pytest.raises(RuntimeError, match='cannot patch this DeepSpeed'):
+        compat.apply()

@@ -29,7 +29,7 @@ def text_prior(train: Sequence[dict], test: Sequence[dict], text_key: str, label
 
 
 def demo_baselines(num_images: Dict[str, int] = None) -> Dict[str, Dict[str, float]]:
-    from vlp.datasets.demo_tasks import DemoNLVR2, DemoSNLIVE, DemoVQA
+    from vlp.datasets.demo.tasks import DemoNLVR2, DemoSNLIVE, DemoVQA
     from vlp.evaluation.metrics.vqa import vqa_accuracy
     tasks = [('vqa', DemoVQA, 'question', 'answer',
               lambda p, d: vqa_accuracy(p, d['answers'])),

@@ -16,7 +16,7 @@ as in open_clip's ``tokenize``, BERT's ``[SEP]`` as in HF). Attributes: ``vocab_
 - :class:`DemoTokenizer`: a word-level vocabulary built from :func:`vlp.datasets.demo.demo_corpus`,
   CLIP-style (``<|startoftext|> ... <|endoftext|>``, pad 0, EOT the largest id) or
   BERT-style (``[CLS] ... [SEP]``, ``[PAD]=0``, ``[MASK]``), for the demo configs;
-  ``vocabulary='tasks'`` adds the words of the demo task texts (:mod:`vlp.datasets.demo_tasks`).
+  ``vocabulary='tasks'`` adds the words of the demo task texts (:mod:`vlp.datasets.demo.tasks`).
 """
 import gzip
 import hashlib
@@ -366,7 +366,7 @@ def _demo_words(vocabulary: str = 'captions') -> Tuple[str, ...]:
     captions = sorted(words_of(demo_corpus()))
     if vocabulary == 'captions':
         return tuple(captions)
-    from .demo_tasks import demo_task_corpus
+    from .demo.tasks import demo_task_corpus
     return tuple(captions), tuple(sorted(words_of(demo_task_corpus()) - set(captions)))
 
 
@@ -387,7 +387,7 @@ class DemoTokenizer(HFTokenizer):
             demo configs rely on, 53 ids for ``'bert'`` and 52 for ``'clip'``) or ``'tasks'``
             (the caption vocabulary extended: every caption word and special token keeps
             its ``'captions'`` id, the other words of the demo task texts of
-            :mod:`vlp.datasets.demo_tasks` follow, sorted, after the
+            :mod:`vlp.datasets.demo.tasks` follow, sorted, after the
             ``additional_special_tokens``; in ``'clip'`` style before the start / end
             tokens, which move). A model pre-trained on the captions thus fine-tunes on
             the tasks with its word embeddings grown, not permuted.
@@ -412,7 +412,7 @@ class DemoTokenizer(HFTokenizer):
             from .demo import DEMO_VERSION
             recipe = [DEMO_VERSION, style, extra]
             if vocabulary != 'captions':
-                from .demo_tasks import DEMO_TASKS_VERSION
+                from .demo.tasks import DEMO_TASKS_VERSION
                 recipe += [vocabulary, DEMO_TASKS_VERSION]
             key = hashlib.sha1(json.dumps(recipe).encode()).hexdigest()
             path = osp.join(cache_dir, f'demo_tokenizer_{style}_{vocabulary}_{key[:12]}.json')
@@ -469,3 +469,149 @@ class DemoTokenizer(HFTokenizer):
 
     def _postprocess_decoded(self, text: str) -> str:
         return ' '.join(text.split())
+
+
+# -- language models' own tokenizers (BLIP-2 stage 2, MiniGPT-4, LLaVA) ---------------
+@TOKENIZERS.register_module()
+class LMTokenizer:
+    """The LLM's own HF tokenizer with vlp's tokenizer contract (for the ``Tokenize``
+    transform and the models' inference API).
+
+    ``tok(texts, max_length)`` gives the **target** format of :class:`BLIP2LM`'s loss,
+    the same for decoder-only and encoder-decoder LMs: the text's tokens without special
+    tokens, truncated, then EOS; right padded to ``max_length`` (or the longest).
+    :meth:`encode_prompt` gives a prompt *with* the tokenizer's own special tokens
+    (OPT / Llama: ``BOS prompt``; T5: ``prompt </s>``).
+
+    Args:
+        pretrained: local directory for ``transformers.AutoTokenizer.from_pretrained``
+            (``local_files_only=True``).
+        tokenizer: an already built ``transformers`` tokenizer (instead of ``pretrained``).
+        max_length: default length ``L`` of the targets (EOS included).
+        pad_token_id: id of padding (default: the tokenizer's pad, else its unk (LLaVA's
+            choice for Llama), else 0); padding is masked out everywhere.
+        **kwargs: other ``from_pretrained`` arguments (``use_fast``...).
+    """
+
+    def __init__(self, pretrained: Optional[str] = None, tokenizer=None, max_length: int = 32,
+                 pad_token_id: Optional[int] = None, **kwargs):
+        if tokenizer is None:
+            if pretrained is None:
+                raise ValueError('LMTokenizer needs pretrained (a local directory) or '
+                                 'tokenizer')
+            from transformers import AutoTokenizer
+            kwargs.setdefault('local_files_only', True)
+            tokenizer = AutoTokenizer.from_pretrained(pretrained, **kwargs)
+        self.hf = tokenizer
+        self.max_length = max_length
+        if pad_token_id is None:
+            pad_token_id = next((t for t in (tokenizer.pad_token_id, tokenizer.unk_token_id)
+                                 if t is not None), 0)
+        self.pad_token_id = int(pad_token_id)
+        self.eos_token_id = tokenizer.eos_token_id
+        self.bos_token_id = tokenizer.bos_token_id
+        if self.eos_token_id is None:
+            raise ValueError('LMTokenizer: the tokenizer has no eos_token')
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.hf)
+
+    def encode(self, text: str, max_length: Optional[int] = None) -> List[int]:
+        """Target ids of one text: ``tokens[:max_length - 1] + [EOS]``."""
+        max_length = max_length or self.max_length
+        ids = self.hf(text, add_special_tokens=False)['input_ids']
+        return list(ids)[:max_length - 1] + [self.eos_token_id]
+
+    def _special_frame(self):
+        """The special ids the tokenizer puts before / after a text (OPT, Llama: BOS
+        before; T5: EOS after), found once by tokenising a probe word."""
+        if getattr(self, '_frame', None) is None:
+            full = list(self.hf('a')['input_ids'])
+            plain = list(self.hf('a', add_special_tokens=False)['input_ids'])
+            k = next((i for i in range(len(full) - len(plain) + 1)
+                      if full[i:i + len(plain)] == plain), None)
+            if not plain or k is None:
+                raise ValueError('LMTokenizer: cannot locate the special tokens of the '
+                                 'tokenizer')
+            self._frame = (full[:k], full[k + len(plain):])
+        return self._frame
+
+    def encode_prompt(self, text: str, image_token: Optional[str] = None):
+        """Prompt ids with the tokenizer's own special tokens (not truncated). With
+        ``image_token`` given, returns ``(before, after)``: the ids of the text before and
+        after that marker (``before`` is empty without it), the leading specials in
+        ``before``, the trailing ones in ``after``."""
+        if image_token is None:
+            return list(self.hf(text)['input_ids'])
+        if image_token not in text:
+            return [], list(self.hf(text)['input_ids'])
+        pre, post = text.split(image_token, 1)
+        head, tail = self._special_frame()
+        plain = lambda t: list(self.hf(t, add_special_tokens=False)['input_ids']) if t else []
+        return head + plain(pre), plain(post) + tail
+
+    def pad(self, rows: Sequence[Sequence[int]], length: Optional[int] = None
+            ) -> Dict[str, torch.Tensor]:
+        """Right-pad id lists -> ``input_ids`` / ``attention_mask`` ``[B, L]``."""
+        length = length or max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, :len(r)] = 1
+        return dict(input_ids=ids, attention_mask=mask)
+
+    def __call__(self, texts: Union[str, Sequence[str]], max_length: Optional[int] = None,
+                 padding: str = 'max_length') -> Dict[str, torch.Tensor]:
+        if isinstance(texts, str):
+            texts = [texts]
+        max_length = max_length or self.max_length
+        if padding not in ('max_length', 'longest'):
+            raise ValueError(f'padding must be "max_length" or "longest", got {padding!r}')
+        rows = [self.encode(t, max_length) for t in texts]
+        return self.pad(rows, max_length if padding == 'max_length' else None)
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return self.hf.decode(ids, skip_special_tokens=skip_special_tokens).strip()
+
+    def batch_decode(self, batch, skip_special_tokens: bool = True) -> List[str]:
+        return [self.decode(ids, skip_special_tokens) for ids in batch]
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}({type(self.hf).__name__}, vocab_size='
+                f'{self.vocab_size}, max_length={self.max_length})')
+
+
+def demo_lm_tokenizer():
+    """A ``transformers`` tokenizer over the embedded demo words, in OPT's layout: word
+    level, lower-cased, ``<pad>=0``, ``</s>=1`` (BOS and EOS, put first as OPT does),
+    ``<unk>=2``, then the demo words (vocabulary ``3 + len(demo words)`` = 51). Built in
+    memory, nothing written or downloaded: the LLM tokenizer of the BLIP-2 stage-2 demo."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from vlp.datasets.tokenizers import _demo_words
+    specials = ['<pad>', '</s>', '<unk>']
+    tokens = specials + list(_demo_words())
+    tk = Tokenizer(WordLevel({t: i for i, t in enumerate(tokens)}, unk_token='<unk>'))
+    tk.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r'\s+'), ' '),
+                                          normalizers.Lowercase()])
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.add_special_tokens(specials)
+    tk.post_processor = processors.TemplateProcessing(  # OPT: BOS (= </s>) first
+        single='</s> $A', special_tokens=[('</s>', 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>',
+                                   bos_token='</s>', unk_token='<unk>')
+
+
+@TOKENIZERS.register_module()
+class DemoLMTokenizer(LMTokenizer):
+    """:class:`LMTokenizer` over :func:`demo_lm_tokenizer` (the demo configs' LLM
+    tokenizer; vocabulary 51)."""
+
+    def __init__(self, max_length: int = 32):
+        super().__init__(tokenizer=demo_lm_tokenizer(), max_length=max_length)

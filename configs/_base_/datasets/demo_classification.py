@@ -1,4 +1,4 @@
-# The embedded demo classification data (vlp/datasets/demo_tasks.py, DemoClassification):
+# The embedded demo classification data (vlp/datasets/demo/scenes.py, DemoClassification):
 # one object anywhere in a demo scene, 40 colour-shape classes; train 4,000 images, the
 # test split held out; accuracy with ClassificationAccuracy. Each sample reads a constant
 # text ("a picture", SetText), for vision-language models that need one.

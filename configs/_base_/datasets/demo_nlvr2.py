@@ -1,4 +1,4 @@
-# The embedded demo NLVR2 data (vlp/datasets/demo_tasks.py, DemoNLVR2): two demo scenes
+# The embedded demo NLVR2 data (vlp/datasets/demo/tasks.py, DemoNLVR2): two demo scenes
 # and a statement about both ("both images contain a square", "the left image has more
 # shapes than the right image"...), true or false; the statement is drawn before the label,
 # so the text alone says nothing. Train 10,000 pairs of 5,000 scenes, test 500 (exactly 50%

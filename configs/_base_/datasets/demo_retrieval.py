@@ -1,4 +1,4 @@
-# The embedded demo data (vlp/datasets/demo.py): rendered shape scenes with five
+# The embedded demo data (vlp/datasets/demo/scenes.py): rendered shape scenes with five
 # compositional captions each; nothing to download. Train: one image per sample with one of
 # its captions drawn at random; val/test: one image per sample with all five captions
 # (COCO retrieval protocol). No horizontal flips: captions say left and right.

@@ -1,4 +1,4 @@
-# The embedded demo SNLI-VE data (vlp/datasets/demo_tasks.py, DemoSNLIVE): a demo scene as
+# The embedded demo SNLI-VE data (vlp/datasets/demo/tasks.py, DemoSNLIVE): a demo scene as
 # premise and a hypothesis that is entailed, contradicted, or undecidable from the picture
 # (neutral: "the red circle is made of wood" about a circle that is there; the same claim
 # about an absent object is a contradiction). One hypothesis of each class per image:

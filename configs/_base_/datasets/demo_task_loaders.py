@@ -1,4 +1,4 @@
-# What the embedded demo tasks (vlp/datasets/demo_tasks.py) share: the demo scenes (64 x 64;
+# What the embedded demo tasks (vlp/datasets/demo/tasks.py) share: the demo scenes (64 x 64;
 # the model config states its own image_size), their task vocabulary (the demo words plus
 # the question / statement / hypothesis words: 115 tokens, BERT style), shuffled training
 # batches of 64 and test batches of 128 read in the main process (demo data is generated,

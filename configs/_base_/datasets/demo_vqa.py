@@ -1,4 +1,4 @@
-# The embedded demo VQA data (vlp/datasets/demo_tasks.py, DemoVQA): questions about the
+# The embedded demo VQA data (vlp/datasets/demo/tasks.py, DemoVQA): questions about the
 # colour, shape, count, position and size of the demo scenes' objects and yes/no questions,
 # ten annotator answers each (VQAv2 style, 25 canonical answers), scored with the official
 # VQA accuracy. Train 15,000 questions on 5,000 scenes (three per scene); test 510 on 170

@@ -1,5 +1,7 @@
 """Work-arounds for two incompatibilities of the pinned stack (mmengine 0.10.7,
-DeepSpeed 0.19), applied once when :mod:`vlp.engine.strategies` is imported.
+DeepSpeed 0.19.8), applied once when :mod:`vlp.engine.strategies` is imported, after
+:func:`check_versions`: a patched method that is gone or takes other arguments is an error
+naming it; other installed versions than the checked ones give a warning.
 
 1. mmengine's ``register_deepspeed_optimizers`` imports DeepSpeed's 1-bit optimizers,
    which DeepSpeed >= 0.16 no longer ships, so building mmengine's strategy fails; it is
@@ -78,15 +80,62 @@ def _wrap(cls, name: str, params_of) -> None:
             return original(self, *args, **kwargs)
 
     method._vlp_scalar_safe = True
+    method.__wrapped_original__ = original
     method.__doc__ = original.__doc__
     setattr(cls, name, method)
 
 
+# the versions these patches were written against and tested with (requirements/constraints.txt)
+CHECKED = {'deepspeed': '0.19.8', 'mmengine': '0.10.7'}
+# the private methods patched, with the arguments the wrappers read
+_PATCHED = [(DeepSpeedEngine, '_broadcast_model', ['self']),
+            (DeepSpeedEngine, 'clip_fp32_gradients', ['self']),
+            (Init, '_zero_init_param', ['self', 'param']),
+            (GatheredParameters, '__exit__', ['self'])]
+
+
+def check_versions() -> List[str]:
+    """Problems that make a patch unsafe (a patched method is gone or takes other
+    arguments: raised by :func:`apply`), and a warning when the installed versions are not
+    the ones checked (the patches may be unnecessary or insufficient there)."""
+    import inspect
+    import warnings
+
+    import deepspeed
+    import mmengine
+    problems = []
+    for cls, name, args in _PATCHED:
+        fn = getattr(cls, name, None)
+        fn = getattr(fn, '__wrapped_original__', fn)
+        if fn is None:
+            problems.append(f'{cls.__module__}.{cls.__name__}.{name} no longer exists')
+            continue
+        params = list(inspect.signature(fn).parameters)
+        if params[:len(args)] != args:
+            problems.append(f'{cls.__name__}.{name} takes {params}, the patch expects {args}')
+    if not hasattr(mm_deepspeed, 'register_deepspeed_optimizers'):
+        problems.append('mmengine._strategy.deepspeed.register_deepspeed_optimizers is gone')
+    installed = {'deepspeed': deepspeed.__version__, 'mmengine': mmengine.__version__}
+    moved = {k: v for k, v in installed.items() if v != CHECKED[k]}
+    if moved and not problems:
+        warnings.warn(
+            f'vlp/engine/strategies/deepspeed_compat.py patches private methods checked with '
+            f'{CHECKED}; installed {moved}: the patches still apply (the methods exist with '
+            'the expected arguments) but may be unneeded or insufficient there; the lock '
+            '(requirements/constraints.txt) pins the checked versions', stacklevel=2)
+    return problems
+
+
 def apply() -> None:
+    problems = check_versions()
+    if problems:
+        raise RuntimeError('vlp cannot patch this DeepSpeed / mmengine (checked: '
+                           f'{CHECKED}): ' + '; '.join(problems) + '. Install the locked '
+                           'versions (README install command) or update deepspeed_compat.py.')
     mm_deepspeed.register_deepspeed_optimizers = register_deepspeed_optimizers
     module_params = lambda self, *args: list(self.module.parameters())  # noqa: E731
-    _wrap(DeepSpeedEngine, '_broadcast_model', module_params)
-    _wrap(DeepSpeedEngine, 'clip_fp32_gradients', module_params)
+    for cls, name, _ in _PATCHED[:2]:
+        _wrap(cls, name, module_params)
     _wrap(Init, '_zero_init_param', lambda self, param: [param])
     _wrap(GatheredParameters, '__exit__',
           lambda self, *exc: list(self.params) if self.enabled else [])

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlp.registry import DATASETS
-from .image_text import BaseImageTextDataset
+from ..image_text import BaseImageTextDataset
 
 DEMO_VERSION = 'shapes-v1'  # bump when scenes/captions change (keys the tokenizer cache)
 

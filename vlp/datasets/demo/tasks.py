@@ -1,5 +1,5 @@
 """Downstream-task variants of the embedded demo data, built on the same rendered scenes as
-:class:`~vlp.datasets.demo.DemoImageText` (see :mod:`vlp.datasets.demo`):
+:class:`~vlp.datasets.demo.DemoImageText` (see :mod:`vlp.datasets.demo.scenes`):
 
 - :class:`DemoVQA`: visual question answering (VQAv2-style: ten human-style answers,
   ``answer_type`` in ``'yes/no'``, ``'number'``, ``'other'``);
@@ -29,10 +29,10 @@ import torch
 from PIL import Image
 
 from vlp.registry import DATASETS
-from .demo import (COLOURS, POSITIONS, SHAPES, _POS_WORDS, _split_id, Obj, demo_scenes,
+from .scenes import (COLOURS, POSITIONS, SHAPES, _POS_WORDS, _split_id, Obj, demo_scenes,
                    render_scene)
-from .image_text import BaseImageTextDataset
-from .transforms.processing import ToTensor
+from ..image_text import BaseImageTextDataset
+from ..transforms.processing import ToTensor
 
 DEMO_TASKS_VERSION = 'tasks-v2'  # bump when task texts or the vocabulary layout change
 
