@@ -100,7 +100,7 @@ def test_empty_queue_gives_only_written_rows_as_negatives():
     seen = []
     orig = model.itc.forward
     model.itc.forward = lambda *a, **k: seen.append(
-        sum(c.shape[0] for c in k['text_feat_all'])) or orig(*a, **k)
+        sum(c.shape[0] for c in k['columns'][1])) or orig(*a, **k)
     model.loss(batch())
     model.queue.commit()
     model.loss(batch())
@@ -127,11 +127,11 @@ def test_queue_hook_start_iter_drops_early_steps():
 def test_itm_negative_warmup_draws_uniformly_then_by_similarity(monkeypatch):
     from types import SimpleNamespace
 
-    import vlp.models.algorithms.albef as albef_mod
+    import vlp.models.losses.matching as matching
     from vlp.engine.hooks.momentum import ITMNegativeWarmupHook
     seen = []
-    real = albef_mod.sample_hard_negatives
-    monkeypatch.setattr(albef_mod, 'sample_hard_negatives',
+    real = matching.sample_hard_negatives
+    monkeypatch.setattr(matching, 'sample_hard_negatives',
                         lambda sim, pos: seen.append(sim.clone()) or real(sim, pos))
     torch.manual_seed(0)
     model = tiny_albef(queue_size=0, mlm_head=None)
@@ -142,12 +142,45 @@ def test_itm_negative_warmup_draws_uniformly_then_by_similarity(monkeypatch):
     for it in range(3):
         runner.iter = it
         hook.before_train_iter(runner, it)
-        assert model.itm_hard == (it >= 2)
+        assert model.itm.hard_negatives == (it >= 2)
         model.loss(batch())
     assert all(torch.count_nonzero(s) == 0 for s in seen[:4])  # 2 steps x (i2t, t2i)
     assert all(torch.count_nonzero(s) > 0 for s in seen[4:]) and len(seen) == 6
     with pytest.raises(TypeError):
         hook.before_train_iter(SimpleNamespace(model=nn.Linear(1, 1), iter=0), 0)
+
+
+def test_distill_alpha_hook_ramps_the_schedule_through_its_protocol():
+    from types import SimpleNamespace
+
+    from vlp.engine.hooks.momentum import DistillAlphaHook, MomentumUpdateHook
+    from vlp.models.losses.distill import DistillationSchedule
+    torch.manual_seed(0)
+    model = tiny_albef(alpha=0.4)
+    assert isinstance(model.distill, DistillationSchedule) and model.distill.alpha == 0.4
+    hook = DistillAlphaHook(warmup_iters=4)
+    runner = SimpleNamespace(model=model, iter=0)
+    seen = []
+    for it in range(6):
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        seen.append(model.distill.alpha)
+    assert seen == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.4])
+    model.train()
+    assert model.loss(batch())['alpha'].item() == pytest.approx(0.4)
+    off = tiny_albef(momentum_distill=False)
+    assert off.loss(batch())['alpha'].item() == 0.0  # disabled: the losses see 0
+    with pytest.warns(DeprecationWarning):
+        DistillAlphaHook(attr='alpha')
+    plain = SimpleNamespace(model=nn.Linear(1, 1), iter=0)
+    with pytest.raises(TypeError, match='DistillationSchedule'):
+        hook.before_train_iter(plain, 0)
+    twinless = MODELS.build(dict(type='CLIP', vision=dict(
+        type='TimmTower', model_name='vit_base_patch16_224', img_size=32, patch_size=8,
+        embed_dim=32, depth=1, num_heads=2), text=dict(
+        type='TextTransformer', vocab_size=V, context_length=8, width=32, layers=1, heads=2)))
+    with pytest.raises(TypeError, match='momentum twins'):
+        MomentumUpdateHook().before_train(SimpleNamespace(model=twinless))
 
 
 # -- EMA -------------------------------------------------------------------------------------
@@ -233,8 +266,7 @@ def test_distilled_itc_equals_reference_formula():
     img, txt, img_m, txt_m = n(B, D), n(B, D), n(B, D), n(B, D)
     img_cols, txt_cols = n(M, D), n(M, D)
     loss = ITC(temperature=0.07, min_logit_scale=2.0, max_logit_scale=1000.0)
-    out = loss(img, txt, image_feat_all=img_cols, text_feat_all=txt_cols,
-               distill_image_feat=img_m, distill_text_feat=txt_m, distill_alpha=alpha)
+    out = loss(img, txt, columns=(img_cols, txt_cols), teacher=(img_m, txt_m), alpha=alpha)
     t = 0.07
     onehot = torch.eye(B, M)
     tgt_i2t = alpha * F.softmax(img_m @ txt_cols.t() / t, 1) + (1 - alpha) * onehot

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import vlp.models  # noqa: F401  (registers the parts)
 from vlp.datasets.tokenizers import DemoTokenizer
+from vlp.models.losses.contrastive import max_query_similarity
 from vlp.models.necks.qformer import QFormer, qformer_attention_mask
 from vlp.registry import MODELS
 
@@ -130,12 +131,13 @@ def test_itc_is_the_maximum_over_queries():
         _, image_feat = model._image(b['images'])  # (B, Q, D)
         _, text_feat = model._text(b['input_ids'], b['attention_mask'])
     assert image_feat.shape == (4, 4, 16)
-    sim = model.itc_similarity(image_feat, text_feat)
+    sim = max_query_similarity(image_feat, text_feat)
     for i in range(4):
         for j in range(4):
             expect = max(float(image_feat[i, q] @ text_feat[j]) for q in range(4))
             assert abs(float(sim[i, j]) - expect) < 1e-6
-    loss, scale = model.itc_loss(image_feat, text_feat)
+    out = model.itc(image_feat, text_feat)
+    loss, scale = out['loss_itc'], out['logit_scale']
     labels = torch.arange(4)
     direct = 0.5 * (F.cross_entropy(scale * sim, labels, label_smoothing=0.1)
                     + F.cross_entropy(scale * sim.t(), labels, label_smoothing=0.1))

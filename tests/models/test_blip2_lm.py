@@ -191,7 +191,7 @@ def test_generate_strings_greedy_equals_one_beam(kind):
 
 def test_lm_tokenizer_target_format_and_tokenize_transform():
     from vlp.datasets.transforms.text import Tokenize
-    from vlp.models.backbones.hf_lm import LMTokenizer
+    from vlp.datasets.tokenizers import LMTokenizer
     tok = LMTokenizer(tokenizer=make_tokenizer('opt'), max_length=5)
     out = tok(['a red circle', 'a red circle on the left'])
     words = {w: i + 3 for i, w in enumerate(WORDS)}

@@ -136,7 +136,7 @@ def test_queue_seam_extra_columns_and_soft_targets():
     m_img, m_txt = _feats(3, seed=5)  # momentum features (the positives)
     img_all, txt_all = torch.cat([m_img, q_img]), torch.cat([m_txt, q_txt])
     loss = ContrastiveLoss(temperature=0.1)
-    out = loss(img, txt, image_feat_all=img_all, text_feat_all=txt_all)['loss_itc']
+    out = loss(img, txt, columns=(img_all, txt_all))['loss_itc']
     pos = [0, 1, 2]
     ref = 0.5 * (_ref_ce_rows(10 * img @ txt_all.t(), pos)
                  + _ref_ce_rows(10 * txt @ img_all.t(), pos))
@@ -144,16 +144,14 @@ def test_queue_seam_extra_columns_and_soft_targets():
     # soft targets (ALBEF's momentum distillation)
     ti2t = torch.softmax(torch.randn(3, 7, dtype=torch.float64), dim=1)
     tt2i = torch.softmax(torch.randn(3, 7, dtype=torch.float64), dim=1)
-    out = loss(img, txt, image_feat_all=img_all, text_feat_all=txt_all,
-               targets_i2t=ti2t, targets_t2i=tt2i)['loss_itc']
+    out = loss(img, txt, columns=(img_all, txt_all), targets=(ti2t, tt2i))['loss_itc']
     ref = 0.5 * (_ref_ce_rows(10 * img @ txt_all.t(), pos, targets=ti2t)
                  + _ref_ce_rows(10 * txt @ img_all.t(), pos, targets=tt2i))
     assert out.item() == pytest.approx(float(ref), rel=1e-5)
+    with pytest.raises(ValueError):  # distillation needs the columns
+        loss(img, txt, teacher=(m_img, m_txt), alpha=0.4)
     with pytest.raises(ValueError):
-        loss(img, txt, image_feat_all=img_all)
-    with pytest.raises(ValueError):
-        loss(img, txt, image_feat_all=img_all, text_feat_all=txt_all,
-             targets_i2t=ti2t[:, :3], targets_t2i=tt2i)
+        loss(img, txt, columns=(img_all, txt_all), targets=(ti2t[:, :3], tt2i))
 
 
 def test_column_blocks_equal_concatenated_columns_with_distillation():
@@ -162,14 +160,14 @@ def test_column_blocks_equal_concatenated_columns_with_distillation():
     img, txt = _feats(3, seed=1)
     q_img, q_txt = _feats(6, seed=2)
     m_img, m_txt = _feats(3, seed=5)
-    kw = dict(distill_image_feat=m_img, distill_text_feat=m_txt, distill_alpha=0.4)
+    kw = dict(teacher=(m_img, m_txt), alpha=0.4)
     grads, losses = [], []
     for blocks in (False, True):
         loss = ContrastiveLoss(temperature=0.1)
         a, b = img.clone().requires_grad_(), txt.clone().requires_grad_()
         cols = (([m_img, q_img], [m_txt, q_txt]) if blocks
                 else (torch.cat([m_img, q_img]), torch.cat([m_txt, q_txt])))
-        out = loss(a, b, image_feat_all=cols[0], text_feat_all=cols[1], **kw)['loss_itc']
+        out = loss(a, b, columns=cols, **kw)['loss_itc']
         out.backward()
         losses.append(out.item())
         grads.append((a.grad, b.grad, loss.logit_scale.grad))
@@ -179,8 +177,8 @@ def test_column_blocks_equal_concatenated_columns_with_distillation():
     # the distillation targets depend on the queue: changing one queue row changes the loss
     q2 = q_img.clone()
     q2[0] = -q2[0]
-    other = ContrastiveLoss(temperature=0.1)(img, txt, image_feat_all=[m_img, q2],
-                                             text_feat_all=[m_txt, q_txt], **kw)
+    other = ContrastiveLoss(temperature=0.1)(img, txt, columns=([m_img, q2], [m_txt, q_txt]),
+                                             **kw)
     assert other['loss_itc'].item() != pytest.approx(losses[0], rel=1e-6)
 
 

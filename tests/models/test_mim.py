@@ -5,8 +5,8 @@ import torch
 
 import vlp.engine  # noqa: F401  (registers the schedulers)
 import vlp.models  # noqa: F401
-from vlp.models.backbones.visual_tokenizers import (PixelTarget, RandomProjectionTokenizer,
-                                                    patchify)
+from vlp.models.backbones.visual_tokenizers import RandomProjectionTokenizer, patchify
+from vlp.models.losses.mim import PixelTarget
 from vlp.models.utils.masking import block_wise_mask
 from vlp.registry import MODELS, PARAM_SCHEDULERS
 

@@ -9,13 +9,23 @@
   staged during the step, all-gathered from every rank (ALBEF's ``_dequeue_and_enqueue``).
 - :class:`DistillAlphaHook`: ALBEF's ramp of the distillation weight ``alpha`` from 0 to
   its value over the first epoch (``alpha * min(1, i / len(loader))``).
+- :class:`ITMNegativeWarmupHook`: uniform ITM negatives for the first iterations.
 
-All three work on the bare model inside DDP / DeepSpeed wrappers; the EMA runs on the
+The hooks talk to the model through declared protocols only, never by setting attributes:
+``model.momentum_pairs()`` (a :class:`~vlp.models.algorithms.base.VLPModel` method), and
+parts found by type, as mmengine's ``EMAHook`` finds its model:
+:class:`~vlp.models.utils.feature_queue.FeatureQueue` (``commit`` / ``discard``),
+:class:`~vlp.models.losses.distill.DistillationSchedule` (``set_alpha``) and
+:class:`~vlp.models.losses.matching.ITMLoss` (``set_hard_negatives``). A model without the
+part a hook needs is an error naming the model when training starts.
+
+All four work on the bare model inside DDP / DeepSpeed wrappers; the EMA runs on the
 local ZeRO-3 partitions when parameters are partitioned. With gradient accumulation the
 EMA runs only on iterations where the optimizer stepped.
 """
 import math
-from typing import Optional
+import warnings
+from typing import List, Optional
 
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -34,6 +44,17 @@ def find_deepspeed_engine(model: nn.Module):
             return obj
         obj = getattr(obj, 'model', None) if not hasattr(obj, 'module') else obj.module
     return None
+
+
+def find_parts(model: nn.Module, part_type: type, hook: str) -> List[nn.Module]:
+    """The modules of ``part_type`` in the (unwrapped) model; a ``TypeError`` naming the
+    hook, the model and the part when there is none."""
+    model = unwrap_model(model)
+    parts = [m for m in model.modules() if isinstance(m, part_type)]
+    if not parts:
+        raise TypeError(f'{hook}: {type(model).__name__} has no {part_type.__name__} (the '
+                        'part this hook drives)')
+    return parts
 
 
 class _StepTracker:
@@ -63,7 +84,7 @@ class MomentumUpdateHook(Hook):
             / 2`` over the ``T`` training iterations (BYOL), ending at 1.
         interval: update every ``interval`` optimizer steps (with ``m`` as given).
 
-    The model must define ``momentum_pairs() -> [(online, twin), ...]``.
+    The model must list its twins in ``momentum_pairs() -> [(online, twin), ...]``.
     """
     priority = 'NORMAL'
 
@@ -82,8 +103,9 @@ class MomentumUpdateHook(Hook):
 
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
-        if not callable(getattr(model, 'momentum_pairs', None)):
-            raise TypeError(f'MomentumUpdateHook: {type(model).__name__} has no momentum_pairs()')
+        if not callable(getattr(model, 'momentum_pairs', None)) or not model.momentum_pairs():
+            raise TypeError(f'MomentumUpdateHook: {type(model).__name__} has no momentum '
+                            'twins (momentum_pairs() is missing or empty)')
         engine = find_deepspeed_engine(runner.model)
         self._tracker._last_global_steps = (int(engine.global_steps) if engine is not None
                                             else None)
@@ -128,11 +150,10 @@ class FeatureQueueHook(Hook):
 
     def _queues(self, runner):
         from vlp.models.utils.feature_queue import FeatureQueue
-        return [m for m in unwrap_model(runner.model).modules() if isinstance(m, FeatureQueue)]
+        return find_parts(runner.model, FeatureQueue, 'FeatureQueueHook')
 
     def before_train(self, runner) -> None:
-        if not self._queues(runner):
-            raise TypeError('FeatureQueueHook: the model has no FeatureQueue')
+        self._queues(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -151,21 +172,24 @@ class FeatureQueueHook(Hook):
 
 @HOOKS.register_module()
 class DistillAlphaHook(Hook):
-    """Ramp the model's distillation weight: ``alpha_i = alpha * min(1, i / warmup)``.
+    """Ramp the model's distillation weight: ``alpha_i = alpha * min(1, i / warmup)``,
+    through :meth:`DistillationSchedule.set_alpha` of every such part of the model.
 
     Args:
-        alpha: the final value (``None``: the model's ``alpha_max``).
+        alpha: the final value (``None``: each schedule's ``alpha_max``).
         warmup_iters: iterations of the ramp; ``None``: one epoch (the length of the
             training dataloader), as ALBEF.
-        attr: the model attribute set before each iteration.
+        attr: deprecated, ignored (the hook once set this model attribute).
     """
     priority = 'NORMAL'
 
     def __init__(self, alpha: Optional[float] = None, warmup_iters: Optional[int] = None,
-                 attr: str = 'alpha'):
+                 attr: Optional[str] = None):
+        if attr is not None:
+            warnings.warn('DistillAlphaHook(attr=...) is deprecated and ignored: the hook '
+                          'drives the model\'s DistillationSchedule', DeprecationWarning)
         self.alpha = alpha
         self.warmup_iters = warmup_iters
-        self.attr = attr
 
     def _warmup(self, runner) -> int:
         if self.warmup_iters is not None:
@@ -176,21 +200,29 @@ class DistillAlphaHook(Hook):
             raise ValueError('DistillAlphaHook: the training dataloader has no length; set '
                              'warmup_iters') from e
 
+    def _schedules(self, runner):
+        from vlp.models.losses.distill import DistillationSchedule
+        return find_parts(runner.model, DistillationSchedule, 'DistillAlphaHook')
+
+    def before_train(self, runner) -> None:
+        self._schedules(runner)
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model = unwrap_model(runner.model)
-        target = self.alpha if self.alpha is not None else getattr(model, 'alpha_max')
         warmup = self._warmup(runner)
-        value = target if warmup <= 0 else target * min(1.0, runner.iter / warmup)
-        setattr(model, self.attr, float(value))
+        ramp = 1.0 if warmup <= 0 else min(1.0, runner.iter / warmup)
+        for schedule in self._schedules(runner):
+            target = self.alpha if self.alpha is not None else schedule.alpha_max
+            schedule.set_alpha(target if warmup <= 0 else target * ramp)
 
 
 @HOOKS.register_module()
 class ITMNegativeWarmupHook(Hook):
     """Draw ITM negatives uniformly (not by ITC similarity) for the first ``iters``
-    iterations, then hard negatives as the paper: sets the model's ``itm_hard`` before each
-    iteration. A warm-up for fusion encoders trained from scratch, whose ITM head otherwise
-    sits at the class prior while the ITC similarities already pick near-duplicate
-    negatives (not in ALBEF / BLIP, which start from pretrained encoders).
+    iterations, then hard negatives as the paper, through
+    :meth:`ITMLoss.set_hard_negatives` of every such part of the model. A warm-up for
+    fusion encoders trained from scratch, whose ITM head otherwise sits at the class prior
+    while the ITC similarities already pick near-duplicate negatives (not in ALBEF / BLIP,
+    which start from pretrained encoders).
     """
     priority = 'NORMAL'
 
@@ -199,8 +231,13 @@ class ITMNegativeWarmupHook(Hook):
             raise ValueError(f'iters must be >= 0, got {iters}')
         self.iters = int(iters)
 
+    def _losses(self, runner):
+        from vlp.models.losses.matching import ITMLoss
+        return find_parts(runner.model, ITMLoss, 'ITMNegativeWarmupHook')
+
+    def before_train(self, runner) -> None:
+        self._losses(runner)
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model = unwrap_model(runner.model)
-        if not hasattr(model, 'itm_hard'):
-            raise TypeError(f'ITMNegativeWarmupHook: {type(model).__name__} has no itm_hard')
-        model.itm_hard = runner.iter >= self.iters
+        for itm in self._losses(runner):
+            itm.set_hard_negatives(runner.iter >= self.iters)

@@ -7,13 +7,22 @@ with the output of :class:`~vlp.models.utils.VLPDataPreprocessor`.
 
 Output contract of the parts: ``image_embeds [B, N, C]``, ``image_feat [B, D]``,
 ``text_embeds [B, L, C]``, ``text_mask [B, L]``, ``text_feat [B, D]``.
+
+**Capabilities.** The public methods of the families (:data:`CAPABILITIES`: ``loss``,
+``predict``, ``encode_image``, ``itm_score``, ``generate``, ...) are declared here; a family
+lists the ones it implements in its ``capabilities`` class attribute (checked against the
+methods it defines when the class is created), and calling any other raises a
+``NotImplementedError`` naming the family and the method. A model built without a part
+(no ITM head, no decoder) drops the methods that need it (:meth:`VLPModel.drop_capabilities`).
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, FrozenSet, List, Optional, Union
 
 import torch
 from mmengine.model import BaseModel
 
 from vlp.registry import MODELS, TOKENIZERS
+# batch helpers of the families (re-exported: ``from .base import caption_lists``)
+from ..utils.batch import caption_lists, pair_batch, replace_first_token, split_meta  # noqa: F401
 
 
 _LAST_LOSS_TERMS: Dict[str, torch.Tensor] = {}
@@ -32,8 +41,30 @@ def build_part(cfg, registry=MODELS):
     return registry.build(cfg)
 
 
+#: the public methods a family may declare in ``capabilities`` (see the module docstring)
+CAPABILITIES = ('loss', 'predict', 'extract_feat', 'encode_image', 'encode_text', 'itm_score',
+                'rerank_scores', 'fused_features', 'fused_features_pair', 'generate', 'answer')
+
+
+def supports(model, name: str) -> bool:
+    """Whether ``model`` implements the public method ``name`` (a :class:`VLPModel`'s
+    declared capabilities; any other module: it has the attribute)."""
+    check = getattr(model, 'supports', None)
+    return check(name) if callable(check) else callable(getattr(model, name, None))
+
+
+def _stub(name: str):
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(self._unsupported_message(name))
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f'``{name}``: not implemented by this family (see ``capabilities``).'
+    method._capability_stub = True
+    return method
+
+
 class VLPModel(BaseModel):
-    """Base class: mode dispatch, tokenizer for the inference API, checkpointing switch.
+    """Base class: mode dispatch, capabilities, tokenizer for the inference API,
+    checkpointing switch.
 
     Args:
         data_preprocessor: config of the preprocessor (``VLPDataPreprocessor`` by default).
@@ -41,7 +72,57 @@ class VLPModel(BaseModel):
             (``encode_text(list_of_str)``, ``generate``) tokenises — training data is
             tokenised in the data pipeline.
         init_cfg: mmengine init config.
+
+    Class attributes:
+        capabilities: the names of :data:`CAPABILITIES` the family implements (inferred
+            from the methods it defines when a subclass leaves it out).
+        unsupported_reasons: ``{method: why}`` added to the error of an unsupported call.
     """
+    capabilities: FrozenSet[str] = frozenset()
+    unsupported_reasons: Dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        defined = {n for n in CAPABILITIES
+                   if not getattr(getattr(cls, n), '_capability_stub', False)}
+        if 'capabilities' not in cls.__dict__:  # an outside plugin: what it defines
+            cls.capabilities = frozenset(defined)
+            return
+        declared = frozenset(cls.capabilities)
+        unknown = declared - set(CAPABILITIES)
+        if unknown:
+            raise TypeError(f'{cls.__name__}.capabilities: unknown {sorted(unknown)}; '
+                            f'expected names of {CAPABILITIES}')
+        if declared - defined:
+            raise TypeError(f'{cls.__name__} declares {sorted(declared - defined)} in '
+                            'capabilities but does not define them')
+        if defined - declared:
+            raise TypeError(f'{cls.__name__} defines {sorted(defined - declared)} but does '
+                            'not declare them in capabilities')
+        cls.capabilities = declared
+
+    def supports(self, name: str) -> bool:
+        """Whether this model implements the public method ``name``."""
+        return name in self.capabilities
+
+    def drop_capabilities(self, reason: str, *names: str) -> None:
+        """Mark ``names`` unsupported by this instance (a part it needs was not built),
+        with the ``reason`` their calls report."""
+        self.capabilities = frozenset(self.capabilities) - set(names)
+        self.__dict__.setdefault('_dropped_reasons', {}).update(dict.fromkeys(names, reason))
+
+    def require(self, name: str) -> None:
+        """Raise ``NotImplementedError`` naming the family and ``name`` unless supported."""
+        if name not in self.capabilities:
+            raise NotImplementedError(self._unsupported_message(name))
+
+    def _unsupported_message(self, name: str) -> str:
+        family = type(self).__name__
+        reason = (self.__dict__.get('_dropped_reasons', {}).get(name)
+                  or self.unsupported_reasons.get(name))
+        supported = ', '.join(n for n in CAPABILITIES if n in self.capabilities)
+        return (f'{family} does not support {name}()' + (f': {reason}' if reason else '')
+                + f' ({family} supports: {supported or "nothing"})')
 
     def __init__(self,
                  data_preprocessor: Optional[dict] = None,
@@ -112,14 +193,23 @@ class VLPModel(BaseModel):
             return self.extract_feat(inputs)
         raise ValueError(f'Invalid mode {mode!r}: expected loss, predict or tensor')
 
-    def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError(f'{type(self).__name__} does not define a training loss')
+    # the public methods; each family overrides the ones it declares in ``capabilities``
+    loss = _stub('loss')
+    predict = _stub('predict')
+    extract_feat = _stub('extract_feat')
+    encode_image = _stub('encode_image')
+    encode_text = _stub('encode_text')
+    itm_score = _stub('itm_score')
+    rerank_scores = _stub('rerank_scores')
+    fused_features = _stub('fused_features')
+    fused_features_pair = _stub('fused_features_pair')
+    generate = _stub('generate')
+    answer = _stub('answer')
 
-    def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
-        raise NotImplementedError(f'{type(self).__name__} does not define predict')
-
-    def extract_feat(self, inputs: dict) -> dict:
-        raise NotImplementedError(f'{type(self).__name__} does not define extract_feat')
+    def momentum_pairs(self) -> List[tuple]:
+        """``[(online, momentum twin), ...]`` module pairs that
+        :class:`~vlp.engine.hooks.MomentumUpdateHook` updates (none by default)."""
+        return []
 
     # -- inference helpers ----------------------------------------------------------
     @property
@@ -155,30 +245,24 @@ class VLPModel(BaseModel):
             return self.data_preprocessor.normalize(images)
         return images.float()
 
+    def special_token_id(self, token: str, given: Optional[int] = None) -> int:
+        """``given``, else the tokenizer's id of ``token`` (BLIP's ``'[ENC]'`` /
+        ``'[DEC]'``); raises naming what to set when neither exists."""
+        if given is not None:
+            return int(given)
+        tok = self.tokenizer
+        tid = tok.token_to_id(token) if tok is not None else None
+        if tid is None:
+            name = token.strip('[]').lower()
+            raise ValueError(f'{type(self).__name__} needs {name}_token_id (or a tokenizer '
+                             f"holding {token!r}: add it with additional_special_tokens)")
+        return int(tid)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Switch activation checkpointing on every part that supports it."""
         for module in self.modules():
             if module is not self and hasattr(module, 'set_grad_checkpointing'):
                 module.set_grad_checkpointing(enable)
-
-
-def caption_lists(input_ids, attention_mask=None):
-    """Per-image caption tensors of a retrieval batch: ``input_ids`` ``[B, K, L]`` /
-    ``[B, L]`` or a list of ``[K_i, L]`` / ``[L]`` tensors (images with different numbers
-    of captions) -> ``(ids, masks)``, two lists of ``[K_i, L]`` tensors (masks all ones
-    when ``attention_mask`` is ``None``)."""
-    if isinstance(input_ids, torch.Tensor):
-        ids = list(input_ids if input_ids.dim() == 3 else input_ids.unsqueeze(1))
-        if attention_mask is not None:
-            masks = list(attention_mask if attention_mask.dim() == 3
-                         else attention_mask.unsqueeze(1))
-    else:
-        ids = [t if t.dim() == 2 else t.unsqueeze(0) for t in input_ids]
-        if attention_mask is not None:
-            masks = [m if m.dim() == 2 else m.unsqueeze(0) for m in attention_mask]
-    if attention_mask is None:
-        masks = [torch.ones_like(t) for t in ids]
-    return ids, masks
 
 
 def without_weights(cfg):

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from vlp.registry import MODELS
-from ..backbones.visual_tokenizers import mim_loss
+from ..losses.mim import mim_loss
 from ..losses.mlm import masked_token_loss
 from ..utils.masking import block_wise_mask, mask_tokens
 from .base import VLPModel, build_part
@@ -61,6 +61,12 @@ class BEiT3(VLPModel):
     / ``acc_mlm``, ``loss_pair_mlm`` / ``acc_pair_mlm`` (and ``loss_pair_mim`` /
     ``acc_pair_mim``).
     """
+    capabilities = frozenset({'loss', 'extract_feat', 'fused_features'})
+    unsupported_reasons = {'predict': (
+        'BEiT3 is the masked-data-modelling pre-training model: it has no retrieval, VQA or '
+        "classification head. Fine-tune it with a task model: VQAClassifier / VLClassifier "
+        "(model=dict(type='BEiT3', ...)) or BEiT3Retrieval; the [CLS] states are available "
+        "from forward(mode='tensor') / extract_feat")}
     mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id', 'bos_token_id',
                           'eos_token_id')
 
@@ -185,10 +191,3 @@ class BEiT3(VLPModel):
         ``[CLS]``), which BEiT-3's task ``Pooler`` reads (``x[:, 0]``)."""
         out = self.backbone(images=images, input_ids=input_ids, attention_mask=attention_mask)
         return out['image_pooled']
-
-    def predict(self, inputs: dict, data_samples: Optional[dict] = None):
-        raise NotImplementedError(
-            'BEiT3 is the masked-data-modelling pre-training model: it has no retrieval, '
-            'VQA or classification head. Fine-tune it with a task model: VQAClassifier / '
-            'VLClassifier (model=dict(type=\'BEiT3\', ...)) or BEiT3Retrieval; the [CLS] '
-            "states are available from forward(mode='tensor') / extract_feat.")

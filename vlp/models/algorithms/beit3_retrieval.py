@@ -35,6 +35,8 @@ class BEiT3Retrieval(VLPModel):
     Losses: ``loss_itc`` and ``logit_scale``. ``predict`` returns, per sample,
     ``image_feat [D]`` and ``text_feat [K, D]`` (``RetrievalMetric``'s input).
     """
+    capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
+                              'encode_text'})
 
     def __init__(self, backbone: dict, vision_proj: dict, text_proj: dict,
                  itc: Optional[dict] = None, data_preprocessor: Optional[dict] = None,

@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
-from ..backbones.hf_lm import LMTokenizer, to_dtype
-from ..backbones.timm_tower import read_state_dict
-from .base import VLPModel, build_part
-from .clip import _split_meta
+from vlp.datasets.tokenizers import LMTokenizer
+from ..backbones.hf_lm import to_dtype
+from ..utils.llm_inputs import assemble_inputs
+from ..utils.pretrained import load_prefixed_parts
+from .base import VLPModel, build_part, split_meta
 
 PROJECTORS = ('linear', 'mlp2x_gelu')
 IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT-4, LLaVA)
@@ -44,35 +45,27 @@ class BLIP2LM(VLPModel):
         vision: image tower config (``TimmTower``: ``image_embeds [B, N, C_v]``); frozen.
         llm: ``HFLanguageModel`` arguments (``pretrained`` local files, or ``config`` with
             ``model_type`` for a randomly initialised one); ``type`` may be omitted.
-        qformer: ``QFormer`` config (``None`` with ``use_queries=False``).
+        qformer: ``QFormer`` config (``None`` with ``use_queries=False``: LLaVA feeds the
+            vision tokens to the projector directly).
         projector: ``'linear'`` (BLIP-2, MiniGPT-4, LLaVA v1) or ``'mlp2x_gelu'`` (LLaVA-1.5)
-            from the Q-Former width (or the vision width) to the LLM hidden size.
-        use_queries: ``False`` (LLaVA) feeds the vision tokens to the projector directly.
-        drop_vision_prefix: drop this many leading vision tokens (LLaVA: 1, the class
-            token: only patch tokens reach the LLM).
+            to the LLM hidden size.
+        drop_vision_prefix: leading vision tokens dropped (LLaVA: 1, the class token).
         vision_dtype: ``'fp16'`` / ``'bf16'`` runs the frozen vision tower in that dtype.
-        ln_vision: a LayerNorm over the vision tokens (BLIP-2's ``ln_vision``, as in
-            stage 1; trainable unless ``freeze_ln_vision``, which MiniGPT-4 sets). LLaVA:
-            ``False``.
-        freeze_qformer: MiniGPT-4 (the Q-Former stays as loaded from stage 1).
-        freeze_llm: default ``True`` (never in the optimizer, always in eval mode);
-            ``False`` trains it (LLaVA stage 2), with ``llm_grad_checkpointing``.
-        prompt: text put between the visual prompts and the text (captioning, e.g.
-            ``'a photo of'``), or around them when it holds ``'<ImageHere>'`` (MiniGPT-4:
-            ``'###Human: <Img><ImageHere></Img> ###Assistant: '``). Per-sample prompts
-            (VQA: ``'Question: {} Answer:'`` formatted by the caller) go to
-            :meth:`generate` or, in training, through ``prompt_ids``.
-        label_smoothing: of the LM loss (``CaptionLoss``; BLIP-2: 0).
-        stage1: ``dict(checkpoint=path, strict=True)``: initialise ``vision``,
-            ``ln_vision`` and ``qformer`` from a vlp BLIP-2 stage-1 checkpoint (keys
-            ``vision.*`` / ``ln_vision.*`` / ``qformer.*``), see :meth:`load_stage1`.
-        generation_cfg: decoding options of :meth:`predict` (see :meth:`generate`).
-        predict_mode: ``'caption'`` (``pred_caption`` per image, for ``CaptionMetric``) or
-            ``'vqa'`` (open-ended answering: each sample's ``question`` put into
-            ``vqa_prompt``, the generated text as ``pred_answer``, for ``VQAAccuracy``).
-        vqa_prompt: BLIP-2's zero-shot VQA prompt (Sec. 4.1: ``'Question: {} Short
-            answer:'``; beam search 5, ``max_length`` 10, ``length_penalty`` -1 in LAVIS's
-            evaluation, set in ``generation_cfg``).
+        ln_vision / freeze_ln_vision: BLIP-2's LayerNorm over the vision tokens (LLaVA:
+            none), frozen for MiniGPT-4.
+        freeze_qformer: MiniGPT-4; freeze_llm: ``True`` by default (``False``: LLaVA stage
+            2, with ``llm_grad_checkpointing``).
+        prompt: text between the visual prompts and the text, or around them with
+            ``'<ImageHere>'`` (MiniGPT-4); per-sample prompts go to :meth:`generate` or, in
+            training, through ``prompt_ids``.
+        label_smoothing: of the LM loss (BLIP-2: 0).
+        stage1: ``dict(checkpoint=path, strict=True)``: ``vision`` / ``ln_vision`` /
+            ``qformer`` from a vlp BLIP-2 stage-1 checkpoint (:meth:`load_stage1`).
+        generation_cfg: decoding options of :meth:`predict`.
+        predict_mode: ``'caption'`` (``pred_caption``) or ``'vqa'`` (each sample's
+            ``question`` in ``vqa_prompt``, the answer as ``pred_answer``).
+        vqa_prompt: BLIP-2's zero-shot VQA prompt (Sec. 4.1; LAVIS evaluates with 5 beams,
+            ``max_length`` 10, ``length_penalty`` -1: set them in ``generation_cfg``).
         tokenizer: the LLM's tokenizer (``dict(type='LMTokenizer', pretrained=...)``, or
             a ``transformers`` tokenizer set with ``model.tokenizer = ...``).
 
@@ -82,6 +75,7 @@ class BLIP2LM(VLPModel):
     the prompt instead); optional per-sample ``prompt_ids`` / ``prompt_mask`` (with the
     tokenizer's special tokens; placed after the visual prompts) replacing ``prompt``.
     """
+    capabilities = frozenset({'loss', 'predict', 'generate'})
 
     def __init__(self, vision: dict, llm: dict, qformer: Optional[dict] = None,
                  projector: str = 'linear', use_queries: bool = True,
@@ -168,18 +162,8 @@ class BLIP2LM(VLPModel):
         """Load ``vision.*``, ``ln_vision.*`` and ``qformer.*`` of a vlp BLIP-2 stage-1
         checkpoint (a path, or a state dict) into the same parts here; other keys (ITC/ITM
         heads, projections) are ignored."""
-        sd = read_state_dict(checkpoint) if isinstance(checkpoint, str) else checkpoint
-        parts = [(prefix, part) for prefix, part in (
-            ('vision.', self.vision), ('ln_vision.', self.ln_vision),
-            ('qformer.', self.qformer)) if part is not None]
-        for prefix, part in parts:
-            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-            if not sub and strict:
-                raise KeyError(f'stage-1 checkpoint has no {prefix}* keys')
-            missing, unexpected = part.load_state_dict(sub, strict=False)
-            if strict and (missing or unexpected):
-                raise KeyError(f'stage-1 {prefix}*: missing {list(missing)}, unexpected '
-                               f'{list(unexpected)}')
+        load_prefixed_parts(checkpoint, {'vision.': self.vision, 'ln_vision.': self.ln_vision,
+                                         'qformer.': self.qformer}, strict, 'stage-1')
 
     # -- visual prompts -------------------------------------------------------------------
     def visual_prompts(self, images: torch.Tensor) -> torch.Tensor:
@@ -232,33 +216,6 @@ class BLIP2LM(VLPModel):
         with an :class:`LMTokenizer`)."""
         return self.lm_tokenizer(list(texts), padding='longest')
 
-    def _assemble(self, prompts: torch.Tensor, before: List[List[int]],
-                  after: List[List[int]], labels: Optional[List[List[int]]] = None,
-                  left: bool = False):
-        """Per row ``[embed(before); visual prompts; embed(after)]``, padded (right for
-        training, left for decoder-only generation) -> ``inputs_embeds [B, T, H]``,
-        ``attention_mask [B, T]`` and, given ``labels`` (one per ``after`` token), the label
-        tensor ``[B, T]`` (-100 on ``before``, the visual prompts and padding)."""
-        B, Q, H = prompts.shape
-        device = prompts.device
-        lengths = [n for pre, post in zip(before, after) for n in (len(pre), len(post))]
-        flat = [t for pre, post in zip(before, after) for t in pre + post]
-        ids = torch.tensor(flat, dtype=torch.long, device=device)
-        pieces = list(self.llm.embed_tokens(ids).to(prompts.dtype).split(lengths))
-        seqs = [torch.cat([pieces[2 * i], prompts[i], pieces[2 * i + 1]]) for i in range(B)]
-        T = max(len(x) for x in seqs)
-        embeds = prompts.new_zeros(B, T, H)
-        mask = torch.zeros(B, T, dtype=torch.long, device=device)
-        lab = torch.full((B, T), -100, dtype=torch.long, device=device)
-        for i, x in enumerate(seqs):
-            start = T - len(x) if left else 0
-            embeds[i, start:start + len(x)] = x
-            mask[i, start:start + len(x)] = 1
-            if labels is not None:
-                end = start + len(x)
-                lab[i, end - len(labels[i]):end] = torch.tensor(labels[i], device=device)
-        return embeds, mask, (lab if labels is not None else None)
-
     # -- mmengine modes -----------------------------------------------------------------------
     def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:
         """LM loss of the text given the visual prompts and the prompt (Sec. 3.3)."""
@@ -284,7 +241,8 @@ class BLIP2LM(VLPModel):
         parts = self._prompt_rows(B, extra.get('prompt_ids'), extra.get('prompt_mask'))
         before = [pre for pre, _ in parts]
         if self.llm.is_encoder_decoder:
-            embeds, att, _ = self._assemble(prompts, before, [post for _, post in parts])
+            embeds, att, _ = assemble_inputs(self.llm.embed_tokens, prompts, before,
+                                             [post for _, post in parts])
             labels = text_ids.masked_fill(text_mask == 0, -100)
             dec_in = self.llm.decoder_input_ids(labels)
             out = self.llm(inputs_embeds=embeds, attention_mask=att,
@@ -292,7 +250,8 @@ class BLIP2LM(VLPModel):
             return out.logits, labels
         after = [post + t for (_, post), t in zip(parts, texts)]
         labs = [[-100] * len(post) + t for (_, post), t in zip(parts, texts)]
-        embeds, att, labels = self._assemble(prompts, before, after, labs)
+        embeds, att, labels = assemble_inputs(self.llm.embed_tokens, prompts, before, after,
+                                              labs)
         out = self.llm(inputs_embeds=embeds, attention_mask=att)
         return out.logits, labels
 
@@ -303,7 +262,7 @@ class BLIP2LM(VLPModel):
         images = inputs.get('images')
         if images is None:
             raise ValueError('BLIP2LM.predict needs images')
-        metas = _split_meta(data_samples, images.shape[0])
+        metas = split_meta(data_samples, images.shape[0])
         if self.predict_mode == 'vqa':
             if any('question' not in m for m in metas):
                 raise ValueError("BLIP2LM.predict (vqa) needs each sample's question "
@@ -353,9 +312,9 @@ class BLIP2LM(VLPModel):
         if 'min_length' in opts:
             opts['min_new_tokens'] = opts.pop('min_length')
         opts.setdefault('pad_token_id', tok.pad_token_id)
-        embeds, att, _ = self._assemble(prompts, [pre for pre, _ in parts],
-                                        [post for _, post in parts],
-                                        left=not self.llm.is_encoder_decoder)
+        embeds, att, _ = assemble_inputs(self.llm.embed_tokens, prompts,
+                                         [pre for pre, _ in parts], [post for _, post in parts],
+                                         left=not self.llm.is_encoder_decoder)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=att, **opts)
         # decoder-only with inputs_embeds: only new tokens; encoder-decoder: decoder start
         # token first (dropped as a special token)

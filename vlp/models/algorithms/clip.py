@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from .base import VLPModel, build_part
+from .base import VLPModel, build_part, split_meta
 
 Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -37,6 +37,8 @@ class CLIP(VLPModel):
         data_preprocessor, tokenizer, init_cfg: see :class:`VLPModel`.
         grad_checkpointing: activation checkpointing in both towers.
     """
+    capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
+                              'encode_text'})
 
     def __init__(self, vision: dict, text: dict, vision_proj: Optional[dict] = None,
                  text_proj: Optional[dict] = None, itc: Optional[dict] = None,
@@ -157,7 +159,7 @@ class CLIP(VLPModel):
             w = self.zero_shot_weights.to(image_feat.dtype)
             logits = self.get_logit_scale().to(image_feat.dtype) * image_feat @ w.t()  # (B, cls)
         B = image_feat.shape[0] if image_feat is not None else len(text_feats)
-        metas = _split_meta(data_samples, B)
+        metas = split_meta(data_samples, B)
         results = []
         for i in range(B):
             res = dict(metas[i])
@@ -185,19 +187,4 @@ class CLIP(VLPModel):
         return names
 
 
-def _split_meta(data_samples: Optional[Union[dict, Sequence[dict]]], batch_size: int
-                ) -> List[dict]:
-    """Per-sample metadata from the preprocessor's ``data_samples`` (a dict of batched
-    values) or a list of per-sample dicts; 0-dim tensors become Python numbers."""
-    if data_samples is None:
-        return [{} for _ in range(batch_size)]
-    if isinstance(data_samples, (list, tuple)):
-        return [dict(d) for d in data_samples]
-    metas = [{} for _ in range(batch_size)]
-    for key, value in data_samples.items():
-        if not isinstance(value, (torch.Tensor, list, tuple)) or len(value) != batch_size:
-            raise ValueError(f'data_samples[{key!r}] is not a batch of {batch_size} values')
-        for i in range(batch_size):
-            v = value[i]
-            metas[i][key] = v.item() if isinstance(v, torch.Tensor) and v.dim() == 0 else v
-    return metas
+_split_meta = split_meta  # moved to vlp.models.utils.batch

@@ -19,9 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..utils.generation import generate as generate_ids
+from ..utils.generation import generate_texts
 from .base import VLPModel, build_part
-from .clip import CLIP, _split_meta
+from .base import split_meta
+from .clip import CLIP
 
 
 @MODELS.register_module()
@@ -52,6 +53,8 @@ class CoCa(VLPModel):
             (CLIP style: ``bos``/``eos`` = SOT/EOT) is needed to generate.
         grad_checkpointing: activation checkpointing in every part supporting it.
     """
+    capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
+                              'encode_text', 'generate'})
 
     def __init__(self, vision: dict, text: dict, decoder: dict, cap_pooler: dict,
                  con_pooler: Optional[dict] = None, pooler_layout: str = 'parallel',
@@ -160,7 +163,7 @@ class CoCa(VLPModel):
             if images is None:
                 raise ValueError('CoCa.predict (caption mode) needs images')
             captions = self.generate(images)
-            metas = _split_meta(data_samples, images.shape[0])
+            metas = split_meta(data_samples, images.shape[0])
             return [dict(metas[i], pred_caption=captions[i]) for i in range(len(captions))]
         feats = self.extract_feat(inputs)
         if not feats:
@@ -170,7 +173,7 @@ class CoCa(VLPModel):
             w = self.zero_shot_weights.to(image_feat.dtype)
             feats['logits'] = self.get_logit_scale().to(image_feat.dtype) * image_feat @ w.t()
         B = next(iter(feats.values())).shape[0]
-        metas = _split_meta(data_samples, B)
+        metas = split_meta(data_samples, B)
         for key, value in feats.items():
             if key == 'text_feat' and value.dim() == 2:
                 value = value.unsqueeze(1)  # (B, 1, D): one caption per sample
@@ -219,7 +222,6 @@ class CoCa(VLPModel):
             raise RuntimeError('CoCa.generate needs a tokenizer (model.tokenizer)')
         images = self.preprocess_images(images)
         prompt_ids = [tok.bos_token_id] + (tok.encode(prompt)[1:-1] if prompt else [])
-        ids = torch.tensor(prompt_ids, device=images.device).repeat(images.shape[0], 1)
         cap = self.image_features(images)['caption_tokens']  # (B, N, C)
         opts = dict(max_length=30)
         opts.update(self.generation_cfg)
@@ -235,6 +237,5 @@ class CoCa(VLPModel):
             hidden = self.text(seq, torch.ones_like(seq))['text_hidden']  # (N, T, C)
             return self.caption_logits(hidden, cap[rows])[:, -1].float()  # (N, V)
 
-        out = generate_ids(next_token_logits, ids, eos_token_id=tok.eos_token_id,
-                           pad_token_id=tok.pad_token_id, **opts)
-        return [tok.decode(row[len(prompt_ids):].tolist()).strip() for row in out]
+        return generate_texts(next_token_logits, tok, prompt_ids, images.shape[0],
+                              images.device, tok.eos_token_id, opts)

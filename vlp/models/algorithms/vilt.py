@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from vlp.registry import MODELS
 from ..losses.mlm import masked_token_loss
 from ..utils.masking import mask_tokens, mask_whole_words
-from .base import VLPModel, build_part, caption_lists
-from .clip import _split_meta
+from .base import VLPModel, build_part, caption_lists, split_meta
 
 
 @MODELS.register_module()
@@ -49,6 +48,8 @@ class ViLT(VLPModel):
             the tokenizer (``[MASK]``; ``[PAD]``, ``[CLS]``, ``[SEP]`` never masked).
         loss_weights: ``dict(itm=1, mlm=1, wpa=0.1)`` (ViLT: WPA 0.1).
     """
+    capabilities = frozenset({'loss', 'predict', 'extract_feat', 'itm_score',
+                              'rerank_scores', 'fused_features'})
     mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id')
 
     def __init__(self, backbone: dict, itm_head: Optional[dict] = None,
@@ -192,7 +193,7 @@ class ViLT(VLPModel):
         ids_list, masks = caption_lists(ids, mask)
         one = images.new_ones(1)
         results = []
-        for i, meta in enumerate(_split_meta(data_samples, images.shape[0])):
+        for i, meta in enumerate(split_meta(data_samples, images.shape[0])):
             res = dict(meta)
             res.update(image_feat=one, image_embeds=images[i],
                        text_feat=one.expand(ids_list[i].shape[0], 1), text_embeds=ids_list[i],

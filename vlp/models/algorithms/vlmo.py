@@ -16,6 +16,9 @@ Mixture-of-Modality-Experts", Sec. 3): one multiway transformer
   the ITC similarities of every rank, ALBEF's sampler) and **MLM** (15%, 80/10/10, fusion
   mode).
 
+The objectives are the shared parts (``ContrastiveLoss``, ``ITMLoss``, ``masked_token_loss``,
+``mim_loss``); the ITM re-encodes each candidate pair with the fusion mode, so ``ITMLoss``
+reads the pixels of the images (VLMo's code gathers the images of every rank likewise).
 ``set_stage`` applies a stage's freezing (:data:`STAGE_TRAINABLE`); the model applies its
 ``stage`` argument when built, so a one-stage config freezes before any DDP / DeepSpeed
 wrapper exists, and :class:`~vlp.engine.hooks.StagewiseFreezeHook` switches stages inside
@@ -30,11 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..backbones.visual_tokenizers import mim_loss
+from ..losses.mim import mim_loss
 from ..losses.mlm import masked_token_loss
 from ..utils.masking import block_wise_mask, mask_tokens
-from .albef import ALBEF
-from .base import VLPModel, build_part
+from ..utils.retrieval import pair_features, retrieval_predictions
+from .base import VLPModel, build_part, pair_batch
 
 _BLOCK = r'^backbone\.blocks\.\d+\.'
 #: Trainable parameters of each stage (regular expressions over the model's parameter
@@ -53,7 +56,7 @@ ALWAYS_FROZEN = r'^visual_tokenizer\.'
 
 
 @MODELS.register_module()
-class VLMo(ALBEF):
+class VLMo(VLPModel):
     """VLMo's stage-wise pre-training on a multiway transformer.
 
     Args:
@@ -71,12 +74,13 @@ class VLMo(ALBEF):
             ``min_aspect=0.3``).
         stage: ``'image'``, ``'text'`` or ``'image_text'`` (applied when built).
         itc: contrastive loss config (CLIP's symmetric InfoNCE over all ranks).
+        itm: ITM loss config (default ``ITMLoss(negatives=itm_negatives)``).
         mlm_probability, mask_token_id, special_token_ids, vocab_size: MLM masking
             (as :class:`ALBEF`).
         loss_weights: ``dict(itc=1, itm=1, mlm=1, mim=1)``.
     """
-    itm_text_ids = True  # the fusion encoder re-encodes the caption ids with the image
-    rerank_add_itc = False
+    capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
+                              'encode_text', 'itm_score', 'rerank_scores', 'fused_features'})
     stages = tuple(STAGE_TRAINABLE)
 
     def __init__(self, backbone: dict, vision_proj: dict, text_proj: dict,
@@ -84,20 +88,23 @@ class VLMo(ALBEF):
                  tie_mlm_head: bool = True, mim_head: Optional[dict] = None,
                  visual_tokenizer: Optional[dict] = None,
                  mim_mask: Optional[dict] = None, stage: str = 'image_text',
-                 itc: Optional[dict] = None, mlm_probability: float = 0.15,
+                 itc: Optional[dict] = None, itm: Optional[dict] = None,
+                 mlm_probability: float = 0.15,
                  mask_token_id: Optional[int] = None,
                  special_token_ids: Optional[List[int]] = None,
                  vocab_size: Optional[int] = None, itm_negatives: str = 'global',
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
-        VLPModel.__init__(self, data_preprocessor=data_preprocessor, tokenizer=tokenizer,
-                          init_cfg=init_cfg)
+        super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
+                         init_cfg=init_cfg)
         self.backbone = build_part(backbone)
         self.vision_proj = build_part(vision_proj)
         self.text_proj = build_part(text_proj)
         self.itm_head = build_part(itm_head)
         self.mlm_head = build_part(mlm_head)
+        if self.itm_head is None:
+            self.drop_capabilities('built with itm_head=None', 'itm_score', 'rerank_scores')
         if self.mlm_head is not None and tie_mlm_head:
             self.mlm_head.tie_weights(self.backbone.word_embeddings)
         self.mim_head = build_part(mim_head)
@@ -106,7 +113,8 @@ class VLMo(ALBEF):
         self.mim_mask.update(mim_mask or {})
         self.itc = build_part(itc if itc is not None else dict(
             type='ContrastiveLoss', temperature=0.07, max_logit_scale=100.0))
-        self._init_matching(itm_negatives)  # no queue, no momentum distillation
+        self.itm = build_part(itm if itm is not None else
+                              dict(type='ITMLoss', negatives=itm_negatives))
         self.mlm_probability = mlm_probability
         self._mask_token_id = mask_token_id
         self._special_token_ids = special_token_ids
@@ -116,9 +124,6 @@ class VLMo(ALBEF):
         self.set_grad_checkpointing(grad_checkpointing)
         self.stage = None
         self.set_stage(stage)
-
-    def momentum_pairs(self) -> List[tuple]:
-        return []
 
     # -- stages ------------------------------------------------------------------------------
     def set_stage(self, stage: str) -> None:
@@ -136,16 +141,22 @@ class VLMo(ALBEF):
         self.stage = stage
 
     # -- the three modes of the one backbone -------------------------------------------------
-    def _image(self, images: torch.Tensor, momentum: bool = False):
-        """``(images, image_feat [B, D])``: the fusion encoder re-reads the pixels, so the
-        "image embeds" handed to ITM and re-ranking are the images themselves."""
+    def _image(self, images: torch.Tensor):
+        """Dual-encoder mode, images only: ``(image_embeds [B, N, C], image_feat [B, D])``."""
         out = self.backbone(images=images)
-        return images, F.normalize(self.vision_proj(out['image_pooled']), dim=-1)
+        return out['image_embeds'], F.normalize(self.vision_proj(out['image_pooled']), dim=-1)
 
-    def _text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
-              momentum: bool = False):
+    def _text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]):
+        """Dual-encoder mode, texts only: ``(text_embeds [B, L, C], text_feat [B, D])``."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         return out['text_embeds'], F.normalize(self.text_proj(out['text_pooled']), dim=-1)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self._image(images)[1]
+
+    def text_features(self, input_ids: torch.Tensor,
+                      attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._text(input_ids, attention_mask)[1]
 
     def fuse(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
              images: torch.Tensor) -> torch.Tensor:
@@ -160,6 +171,19 @@ class VLMo(ALBEF):
         top blocks), which VLMo's pooler and task heads read."""
         out = self.backbone(images=images, input_ids=input_ids, attention_mask=attention_mask)
         return out['text_embeds'][:, 0]
+
+    def itm_logits(self, images: torch.Tensor, input_ids: torch.Tensor,
+                   text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """ITM logits ``[B, 2]`` of image-text pairs (pixels and ids, fused together)."""
+        if self.itm_head is None:
+            raise RuntimeError('this VLMo has no itm_head')
+        return self.itm_head(self.fuse(input_ids, text_mask, images)[:, 0])
+
+    def rerank_scores(self, image_embeds, text_embeds, text_mask, itc_scores=None):
+        """Re-ranking score ``[B]`` (the "match" logit) of the images (``image_embeds``: the
+        pixels, see :meth:`predict`) and caption ids."""
+        self.require('rerank_scores')
+        return self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
 
     # -- objectives ----------------------------------------------------------------------------
     def _mlm(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
@@ -192,15 +216,47 @@ class VLMo(ALBEF):
             ids = inputs['input_ids']
             mask = inputs.get('attention_mask')
             return self._mlm(ids, torch.ones_like(ids) if mask is None else mask, None)
-        images, input_ids, text_mask, idx = self._unpack(inputs, data_samples)
-        _, image_feat = self._image(images)
-        _, text_feat = self._text(input_ids, text_mask)
+        images, input_ids, text_mask, _ = pair_batch(inputs, data_samples)
+        image_feat = self._image(images)[1]
+        text_feat = self._text(input_ids, text_mask)[1]
         itc = self.itc(image_feat, text_feat)
         losses = dict(loss_itc=self.loss_weights['itc'] * itc['loss_itc'],
                       logit_scale=itc['logit_scale'])
         if self.itm_head is not None:
-            losses.update(self._itm_loss(images, image_feat, input_ids, text_feat, text_mask,
-                                         idx, itc['logit_scale']))
+            itm = self.itm(self.itm_logits, images, input_ids, text_mask, image_feat,
+                           text_feat, itc['logit_scale'])
+            losses.update(itm, loss_itm=self.loss_weights['itm'] * itm['loss_itm'])
         if self.mlm_head is not None:
             losses.update(self._mlm(input_ids, text_mask, images))
         return losses
+
+    # -- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_features(self.preprocess_images(images))
+
+    @torch.no_grad()
+    def encode_text(self, texts, attention_mask: Optional[torch.Tensor] = None):
+        tok = self.tokenize(texts, attention_mask)
+        return self.text_features(tok['input_ids'], tok.get('attention_mask'))
+
+    @torch.no_grad()
+    def itm_score(self, images: torch.Tensor, texts, attention_mask=None) -> torch.Tensor:
+        """Probability that each image matches its text (pairs, ``[B]``)."""
+        self.require('itm_score')
+        tok = self.tokenize(texts, attention_mask)
+        logits = self.itm_logits(self.preprocess_images(images), tok['input_ids'],
+                                 tok.get('attention_mask'))
+        return logits.softmax(dim=-1)[:, 1]
+
+    def extract_feat(self, inputs: dict) -> Dict[str, torch.Tensor]:
+        """The dual-encoder features: ``image_embeds`` / ``image_feat`` of the image-only
+        pass, ``text_embeds`` / ``text_feat`` of the text-only pass."""
+        return pair_features(inputs, self._image, self._text)
+
+    def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
+        """``ITMRetrievalMetric``'s inputs: the ITC features, and for the re-ranking the
+        pixels (``image_embeds``, fused anew with each candidate) and the caption ids."""
+        return retrieval_predictions(inputs, data_samples,
+                                     lambda x: (x, self.image_features(x)), self._text,
+                                     itm_text='ids', family='VLMo')

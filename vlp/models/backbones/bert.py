@@ -245,6 +245,27 @@ class BertEncoder(nn.Module):
             self.blocks[b].cross_attn.kv = kv_a
         self.shared_cross_kv = self.shared_cross_kv + pairs
 
+    #: sub-modules :meth:`share_all_but_self_attention` takes from the other encoder
+    SHARED_EMBEDDINGS = ('word_embeddings', 'position_embeddings', 'token_type_embeddings',
+                         'emb_norm', 'emb_drop')
+    SHARED_BLOCK_PARTS = ('cross_attn', 'norm_cross', 'norm_context', 'mlp', 'mlp_drop',
+                          'norm2')
+
+    def share_all_but_self_attention(self, encoder: 'BertEncoder') -> None:
+        """Use ``encoder``'s embeddings and, layer by layer, its cross-attention and
+        feed-forward sub-modules (the same tensors): only the self-attention (and its norm)
+        stays this stack's own. BLIP's decoder shares everything else with its text encoder
+        (Li et al. 2022, Sec. 3.2)."""
+        if len(encoder.blocks) != len(self.blocks):
+            raise ValueError('share_decoder needs as many decoder as encoder layers')
+        for name in self.SHARED_EMBEDDINGS:
+            if hasattr(encoder, name):
+                setattr(self, name, getattr(encoder, name))
+        for be, bd in zip(encoder.blocks, self.blocks):
+            for name in self.SHARED_BLOCK_PARTS:
+                if hasattr(be, name):
+                    setattr(bd, name, getattr(be, name))
+
     # -- HF checkpoints ---------------------------------------------------------------
     def load_hf_state_dict(self, src: Union[str, Dict[str, torch.Tensor]],
                            layer_offset: int = 0, strict: bool = True) -> List[str]:

@@ -17,7 +17,6 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from vlp.datasets.tokenizers import LMTokenizer  # noqa: F401  (lives with the tokenizers)
 from vlp.registry import MODELS
 
 DTYPES = {None: None, 'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,

@@ -16,9 +16,8 @@ Registered targets:
   patch, l2-normalised, and the index of the nearest entry (cosine) of a frozen random
   codebook. Needs no training; its projection and codebook are buffers, so a checkpoint
   carries them, and ``checkpoint=`` loads a saved one.
-- :class:`PixelTarget`: MAE's normalised pixels (He et al. 2022, Sec. 3: each patch's
-  pixels normalised by the patch's own mean and variance), the alternative when no
-  tokenizer is given (BEiT-3 issue note).
+- :class:`~vlp.models.losses.mim.PixelTarget` (in ``losses/mim.py``, with ``mim_loss``):
+  MAE's normalised pixels, the alternative when no tokenizer is given.
 
 BEiT / VLMo use DALL-E's dVAE and BEiT v2 / BEiT-3 the VQ-KD tokenizer; neither is
 implemented here (their weights cannot be downloaded on our machines): any frozen module
@@ -100,36 +99,12 @@ class RandomProjectionTokenizer(_FrozenTarget):
         return (z @ self.codebook.t()).argmax(-1)  # (B, N)
 
 
-@MODELS.register_module()
-class PixelTarget(_FrozenTarget):
-    """MAE's regression target: each patch's pixels, normalised per patch.
-
-    Args:
-        patch_size, in_chans: patching of the input.
-        norm_pix: normalise by the patch's mean and variance (MAE's default; eps 1e-6).
-    """
-
-    def __init__(self, patch_size: int = 16, in_chans: int = 3, norm_pix: bool = True):
-        super().__init__()
-        self.patch_size, self.norm_pix = patch_size, norm_pix
-        self.target_dim = patch_size * patch_size * in_chans
-        self._freeze(None)
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = patchify(images.float(), self.patch_size)
-        if self.norm_pix:
-            x = (x - x.mean(-1, keepdim=True)) / (x.var(-1, keepdim=True) + 1e-6) ** 0.5
-        return x
+def __getattr__(name: str):
+    # PixelTarget and mim_loss moved to vlp.models.losses.mim (a target and its loss)
+    if name in ('PixelTarget', 'mim_loss'):
+        from ..losses import mim
+        return getattr(mim, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-def mim_loss(logits: torch.Tensor, targets: torch.Tensor, num_classes: Optional[int]):
-    """``(loss, accuracy or None)`` over the masked patches: cross-entropy against visual
-    tokens, or the mean squared error against regression targets."""
-    if num_classes is not None:
-        loss = F.cross_entropy(logits.float(), targets)
-        return loss, (logits.argmax(-1) == targets).float().mean()
-    return F.mse_loss(logits.float(), targets.float()), None
-
-
-__all__ = ['RandomProjectionTokenizer', 'PixelTarget', 'patchify', 'mim_loss']
+__all__ = ['RandomProjectionTokenizer', 'patchify']

@@ -20,7 +20,7 @@ features serve retrieval, zero-shot classification and the queue) and do not nor
 again. Logits are computed in at least float32. Every rank must pass the same batch size.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -30,6 +30,9 @@ import torch.nn.functional as F
 from mmengine.dist import get_rank, get_world_size
 
 from vlp.registry import MODELS
+from .distill import mix_soft_targets
+
+Columns = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def all_gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
@@ -93,6 +96,37 @@ class _ScaleMixin:
         return s.exp()
 
 
+def dot_similarity(image_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities ``[N_img, N_txt]`` of normalised features ``[N, D]`` (float32)."""
+    return image_feat.float() @ text_feat.float().t()
+
+
+def max_query_similarity(image_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
+    """BLIP-2's similarity ``[N_img, N_txt]``: the maximum over the query features
+    ``image_feat [N_img, Q, D]`` of their cosine similarity to ``text_feat [N_txt, D]``."""
+    return torch.einsum('iqd,jd->ijq', image_feat.float(), text_feat.float()).amax(-1)
+
+
+#: ALBEF's, BLIP's and BLIP-2's ITC config: T = 0.07, learned, clamped to [0.001, 0.5]
+CLAMPED_ITC = dict(type='ContrastiveLoss', temperature=0.07, min_logit_scale=2.0,
+                   max_logit_scale=1000.0)
+
+#: image-text similarities by name (``ContrastiveLoss`` / ``ITMLoss`` ``similarity=``)
+SIMILARITIES = {'dot': dot_similarity, 'max_query': max_query_similarity}
+
+
+def positive_mask(row_ids: Optional[torch.Tensor], col_ids: Optional[torch.Tensor],
+                  rows: int, cols: int, offset: int, device) -> torch.Tensor:
+    """``[rows, cols]`` bool positives: equal ids (same image) when both id vectors are
+    given, else column ``offset + i`` for row ``i``."""
+    if row_ids is not None and col_ids is not None:
+        return row_ids.view(-1, 1) == col_ids.view(1, -1)
+    mask = torch.zeros(rows, cols, dtype=torch.bool, device=device)
+    r = torch.arange(rows, device=device)
+    mask[r, r + offset] = True
+    return mask
+
+
 @MODELS.register_module()
 class ContrastiveLoss(_ScaleMixin, nn.Module):
     """Symmetric InfoNCE over image/text features (CLIP, ALIGN, ALBEF, BLIP, BLIP-2...).
@@ -112,6 +146,9 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
             ranks (labels offset by ``rank * B``), averaged over the local rows; the mean
             over ranks equals the global loss at ``W``-times less compute. Otherwise every
             rank computes the full ``[W B, W B]`` loss (identical on all ranks).
+        similarity: ``'dot'`` (cosine of normalised ``[B, D]`` features) or
+            ``'max_query'`` (BLIP-2: image features ``[B, Q, D]``, the maximum over the
+            queries; gathered columns only).
         loss_name: key of the loss in the returned dict.
 
     ``forward`` returns ``{loss_name: loss, 'logit_scale': scale (detached)}``.
@@ -120,14 +157,19 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
     def __init__(self, temperature: float = 0.07, learnable_temperature: bool = True,
                  max_logit_scale: Optional[float] = 100.0,
                  min_logit_scale: Optional[float] = None, label_smoothing: float = 0.0,
-                 local_loss: bool = False, loss_name: str = 'loss_itc'):
+                 local_loss: bool = False, similarity: str = 'dot',
+                 loss_name: str = 'loss_itc'):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
+        if similarity not in SIMILARITIES:
+            raise ValueError(f'similarity must be one of {list(SIMILARITIES)}, got '
+                             f'{similarity!r}')
         self._init_scale(math.log(1.0 / temperature), learnable_temperature,
                          min_logit_scale, max_logit_scale)
         self.label_smoothing = label_smoothing
         self.local_loss = local_loss
+        self.similarity = similarity
         self.loss_name = loss_name
 
     def _ce(self, logits: torch.Tensor, labels: torch.Tensor,
@@ -140,79 +182,129 @@ class ContrastiveLoss(_ScaleMixin, nn.Module):
         return F.cross_entropy(logits, targets.to(logits.dtype),
                                label_smoothing=self.label_smoothing)
 
+    def _gathered_logits(self, img, txt, scale):
+        """Logits against the features of every rank: ``(i2t, t2i, labels)``."""
+        B = img.shape[0]
+        all_img = _upcast(all_gather_features(img))  # (W*B, [Q,] D)
+        all_txt = _upcast(all_gather_features(txt))  # (W*B, D)
+        if self.similarity == 'max_query':
+            if self.local_loss:
+                logits_i2t = scale * max_query_similarity(img, all_txt)  # (B, W*B)
+                logits_t2i = scale * max_query_similarity(all_img, txt).t()  # (B, W*B)
+            else:
+                logits_i2t = scale * max_query_similarity(all_img, all_txt)
+                logits_t2i = logits_i2t.t()
+        elif self.local_loss:
+            logits_i2t = (scale * img) @ all_txt.t()  # (B, W*B)
+            logits_t2i = (scale * txt) @ all_img.t()  # (B, W*B)
+        else:
+            logits_i2t = (scale * all_img) @ all_txt.t()  # (W*B, W*B)
+            logits_t2i = logits_i2t.t()
+        if self.local_loss:
+            labels = torch.arange(B, device=img.device) + get_rank() * B
+        else:
+            labels = torch.arange(all_img.shape[0], device=img.device)
+        return logits_i2t, logits_t2i, labels
+
     def forward(self, image_feat: torch.Tensor, text_feat: torch.Tensor,
-                image_feat_all: Optional[torch.Tensor] = None,
-                text_feat_all: Optional[torch.Tensor] = None,
-                targets_i2t: Optional[torch.Tensor] = None,
-                targets_t2i: Optional[torch.Tensor] = None,
-                distill_image_feat: Optional[torch.Tensor] = None,
-                distill_text_feat: Optional[torch.Tensor] = None,
-                distill_alpha: float = 0.0) -> Dict[str, torch.Tensor]:
+                columns: Optional[Tuple[Columns, Columns]] = None,
+                targets: Union[None, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]] = None,
+                teacher: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                alpha: float = 0.0) -> Dict[str, torch.Tensor]:
         """
         Args:
-            image_feat: ``[B, D]`` L2-normalised image features of this rank; row ``i``
-                pairs with ``text_feat[i]``.
+            image_feat: ``[B, D]`` L2-normalised image features of this rank (``[B, Q,
+                D]`` with ``similarity='max_query'``); row ``i`` pairs with
+                ``text_feat[i]``.
             text_feat: ``[B, D]`` L2-normalised text features.
-            image_feat_all / text_feat_all: optional ``[M, D]`` column sets replacing the
-                all-gathered features (give both): ``text_feat`` is scored against
-                ``image_feat_all`` and ``image_feat`` against ``text_feat_all``, with the
-                positive of row ``i`` at column ``i`` (ALBEF/BLIP: the momentum features
-                of this rank followed by the queue). No gather happens then. Each may also
-                be a sequence of column blocks (e.g. ``[feat_m, queue]``), scored block by
-                block without concatenating the features.
-            targets_i2t / targets_t2i: optional soft targets (rows sum to 1) of the shape
-                of the logits (``[B, M]``; ``[B, W B]`` with ``local_loss``, else
-                ``[W B, W B]``) replacing the one-hot targets.
-            distill_image_feat / distill_text_feat / distill_alpha: momentum distillation
-                (ALBEF Sec. 3.3; needs ``image_feat_all``/``text_feat_all``): the targets
-                become ``alpha * softmax(s_m) + (1 - alpha) * targets`` where ``s_m`` are
-                the similarities of the momentum features ``[B, D]`` to the same columns,
-                under the current (detached) scale.
+            columns: optional ``(image_cols, text_cols)`` replacing the all-gathered
+                features: ``text_feat`` is scored against ``image_cols`` and
+                ``image_feat`` against ``text_cols`` (``[M, D]`` each, or a sequence of
+                column blocks such as ``[feat_m, queue]``, scored block by block without
+                concatenating), the positive of row ``i`` at column ``i`` (ALBEF / BLIP:
+                the momentum features of this rank, then the queue). No gather then.
+            targets: optional soft targets (rows sum to 1) of the shape of the logits
+                (``[B, M]``; ``[B, W B]`` with ``local_loss``, else ``[W B, W B]``)
+                replacing the one-hot targets: one tensor for both directions, or
+                ``(targets_i2t, targets_t2i)``.
+            teacher / alpha: momentum distillation (ALBEF Sec. 3.3; needs ``columns``):
+                the momentum features ``(image_feat_m, text_feat_m)`` ``[B, D]``, scored
+                against the same columns under the current (detached) scale; their
+                similarity distribution is mixed into the targets with weight ``alpha``
+                (:func:`~vlp.models.losses.distill.mix_soft_targets`).
 
         Returns:
             ``{loss_name: loss, 'logit_scale': scale}``.
         """
-        if (image_feat_all is None) != (text_feat_all is None):
-            raise ValueError('pass both image_feat_all and text_feat_all, or neither')
         scale = self.get_logit_scale()
         B = image_feat.shape[0]
         img, txt = _upcast(image_feat), _upcast(text_feat)
-        distill = distill_alpha > 0 and (distill_image_feat is not None
-                                         or distill_text_feat is not None)
-        if distill and (image_feat_all is None or distill_image_feat is None
-                        or distill_text_feat is None):
-            raise ValueError('momentum distillation needs image_feat_all, text_feat_all, '
-                             'distill_image_feat and distill_text_feat')
-        if image_feat_all is not None:
-            logits_i2t = _scores(scale * img, text_feat_all)  # (B, M)
-            logits_t2i = _scores(scale * txt, image_feat_all)  # (B, M)
+        t_i2t, t_t2i = targets if isinstance(targets, (tuple, list)) else (targets, targets)
+        distill = alpha > 0 and teacher is not None
+        if distill and columns is None:
+            raise ValueError('momentum distillation (teacher, alpha) needs columns')
+        if columns is not None:
+            if self.similarity != 'dot':
+                raise ValueError(f'columns need similarity="dot", not {self.similarity!r}')
+            image_cols, text_cols = columns
+            logits_i2t = _scores(scale * img, text_cols)  # (B, M)
+            logits_t2i = _scores(scale * txt, image_cols)  # (B, M)
             labels = torch.arange(B, device=img.device)
             if distill:
                 with torch.no_grad():
                     s = scale.detach()
                     onehot = F.one_hot(labels, logits_i2t.shape[1]).to(logits_i2t.dtype)
-                    hard_i2t = onehot if targets_i2t is None else targets_i2t.to(onehot)
-                    hard_t2i = onehot if targets_t2i is None else targets_t2i.to(onehot)
-                    sim_i2t_m = _scores(s * _upcast(distill_image_feat), text_feat_all)
-                    sim_t2i_m = _scores(s * _upcast(distill_text_feat), image_feat_all)
-                    targets_i2t = (distill_alpha * sim_i2t_m.softmax(dim=1)
-                                   + (1 - distill_alpha) * hard_i2t)
-                    targets_t2i = (distill_alpha * sim_t2i_m.softmax(dim=1)
-                                   + (1 - distill_alpha) * hard_t2i)
+                    hard_i2t = onehot if t_i2t is None else t_i2t.to(onehot)
+                    hard_t2i = onehot if t_t2i is None else t_t2i.to(onehot)
+                    t_i2t = mix_soft_targets(
+                        hard_i2t, _scores(s * _upcast(teacher[0]), text_cols), alpha)
+                    t_t2i = mix_soft_targets(
+                        hard_t2i, _scores(s * _upcast(teacher[1]), image_cols), alpha)
         else:
-            all_img = _upcast(all_gather_features(image_feat))  # (W*B, D)
-            all_txt = _upcast(all_gather_features(text_feat))  # (W*B, D)
-            if self.local_loss:
-                logits_i2t = (scale * img) @ all_txt.t()  # (B, W*B)
-                logits_t2i = (scale * txt) @ all_img.t()  # (B, W*B)
-                labels = torch.arange(B, device=img.device) + get_rank() * B
-            else:
-                logits_i2t = (scale * all_img) @ all_txt.t()  # (W*B, W*B)
-                logits_t2i = logits_i2t.t()
-                labels = torch.arange(all_img.shape[0], device=img.device)
-        loss = 0.5 * (self._ce(logits_i2t, labels, targets_i2t)
-                      + self._ce(logits_t2i, labels, targets_t2i))
+            logits_i2t, logits_t2i, labels = self._gathered_logits(img, txt, scale)
+        loss = 0.5 * (self._ce(logits_i2t, labels, t_i2t)
+                      + self._ce(logits_t2i, labels, t_t2i))
         return {self.loss_name: loss, 'logit_scale': scale.detach()}
+
+
+def momentum_contrastive_loss(itc: ContrastiveLoss, image_feat: torch.Tensor,
+                              text_feat: torch.Tensor, image_feat_m: torch.Tensor,
+                              text_feat_m: torch.Tensor, queue=None,
+                              image_ids: Optional[torch.Tensor] = None, alpha: float = 0.0,
+                              stage: bool = False) -> Dict[str, torch.Tensor]:
+    """ALBEF's / BLIP's ITC (ALBEF Sec. 3.2-3.3) through ``itc``: this rank's features
+    against the momentum features ``*_feat_m [B, D]`` of the batch followed by the rows of
+    ``queue`` (a :class:`~vlp.models.utils.feature_queue.FeatureQueue`, read in place) or,
+    without a queue, against the momentum features of every rank. With ``image_ids [B]``
+    the samples of the same image are positives of each other (targets uniform over them;
+    the queue then holds ids too). ``alpha``: momentum distillation. ``stage``: hold this
+    step's momentum features (and ids) for the queue's commit after the step."""
+    B = image_feat.shape[0]
+    with torch.no_grad():
+        if queue is None:  # negatives: momentum features of every rank
+            img_cols = all_gather_features(image_feat_m.detach(), with_grad=False)
+            txt_cols = all_gather_features(text_feat_m.detach(), with_grad=False)
+            cols_ids = (all_gather_features(image_ids.detach(), with_grad=False)
+                        if image_ids is not None else None)
+            offset = get_rank() * B
+        else:  # this rank's momentum features, then the queue, as two column blocks
+            img_cols = [image_feat_m, queue.rows('image').to(image_feat_m)]
+            txt_cols = [text_feat_m, queue.rows('text').to(text_feat_m)]
+            cols_ids = (torch.cat([image_ids, queue.rows('idx').to(image_ids)])
+                        if image_ids is not None else None)
+            offset = 0
+        n_cols = (img_cols.shape[0] if torch.is_tensor(img_cols)
+                  else sum(c.shape[0] for c in img_cols))
+        pos = positive_mask(image_ids, cols_ids, B, n_cols, offset, image_feat.device).float()
+        targets = pos / pos.sum(dim=1, keepdim=True)  # (B, M)
+    out = itc(image_feat, text_feat, columns=(img_cols, txt_cols), targets=targets,
+              teacher=(image_feat_m, text_feat_m), alpha=alpha)
+    if stage and queue is not None:
+        rows = dict(image=image_feat_m, text=text_feat_m)
+        if image_ids is not None:
+            rows['idx'] = image_ids
+        queue.stage(**rows)
+    return out
 
 
 @MODELS.register_module()

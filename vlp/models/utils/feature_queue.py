@@ -144,3 +144,13 @@ class FeatureQueue(nn.Module):
     def extra_repr(self) -> str:
         return (f'size={self.size}, features={self.feature_names}, ids={self.id_names}, '
                 f'init={self.init!r}')
+
+
+def itc_queue(size: int, dim: int, image_ids: bool = False,
+              init: str = 'random') -> Optional[FeatureQueue]:
+    """The ITC queue of ALBEF / BLIP: ``image`` and ``text`` features of width ``dim`` (and
+    image ids ``idx`` with ``image_ids``); ``None`` when ``size`` is 0."""
+    if size <= 0:
+        return None
+    return FeatureQueue(size, dict(image=dim, text=dim), id_names=('idx',) if image_ids else (),
+                        init=init)

@@ -73,7 +73,7 @@ Deviations from HF (documented, tested):
 """
 import collections.abc
 from numbers import Integral
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -377,3 +377,18 @@ def generate(next_token_logits: NextTokenLogits,
         num_beams=num_beams, do_sample=do_sample, length_penalty=float(length_penalty),
         early_stopping=early_stopping, num_return_sequences=num_return_sequences,
         generator=generator, proc=proc)
+
+
+def generate_texts(next_token_logits: NextTokenLogits, tokenizer, prompt_ids: Sequence[int],
+                   batch_size: int, device, eos_token_id: Union[int, Sequence[int]],
+                   *options: dict) -> List[str]:
+    """``batch_size`` texts decoded by :func:`generate` from ``prompt_ids``, returned
+    without the prompt; ``options`` (dicts of :func:`generate`'s arguments) are merged left
+    to right: a family's defaults, its ``generation_cfg``, the call's own."""
+    opts = {}
+    for o in options:
+        opts.update(o)
+    ids = torch.tensor(list(prompt_ids), device=device).repeat(batch_size, 1)
+    out = generate(next_token_logits, ids, eos_token_id=eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id, **opts)
+    return [tokenizer.decode(row[len(prompt_ids):].tolist()).strip() for row in out]
