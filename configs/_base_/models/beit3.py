@@ -12,11 +12,12 @@
 #   XLM-R style tokenizer). vlp has no SentencePiece tokenizer (vlp/datasets/tokenizers.py:
 #   CLIP BPE, BERT WordPiece, demo), so this config uses BERT-base-uncased WordPiece and a
 #   30,522-word embedding; the released 64,010-row checkpoints do not load into it.
-# - Visual tokens: BEiT v2's VQ-KD tokenizer is not implemented here. The config uses
-#   PixelTarget (MAE's per-patch normalised pixels, mean-squared error) as the tokenizer-free
-#   target; to follow the paper, register a frozen VQ-KD port of your own (num_classes =
-#   8192 returning [B, 196] codes; BEiT v2's file: vqkd_encoder_base_decoder_3x768x12_clip.pth)
-#   and set e.g. visual_tokenizer=dict(type='VQKDTokenizer', checkpoint='data/beitv2/vqkd.pth'),
+# - Visual tokens: the paper's targets are BEiT v2's VQ-KD codes (VQKDTokenizer, which
+#   reads BEiT v2's released vqkd_encoder_base_decoder_3x768x12_clip-*.pth; not downloaded by
+#   vlp). Without that file this config uses PixelTarget (MAE's per-patch normalised pixels,
+#   mean-squared error) as the tokenizer-free target; to follow the paper set
+#   visual_tokenizer=dict(type='VQKDTokenizer', checkpoint='data/beitv2/vqkd.pth',
+#   mean=<the data_preprocessor's mean>, std=<its std>) and
 #   mim_head=dict(type='MIMHead', hidden_size=768, out_dim=8192). RandomProjectionTokenizer
 #   (BEST-RQ) is a stand-in for demos, not for the paper's configuration.
 # Files (not downloaded by vlp): data/bert-base-uncased/vocab.txt (HF bert-base-uncased).

@@ -19,9 +19,11 @@ Registered targets:
 - :class:`~vlp.models.losses.mim.PixelTarget` (in ``losses/mim.py``, with ``mim_loss``):
   MAE's normalised pixels, the alternative when no tokenizer is given.
 
-BEiT / VLMo use DALL-E's dVAE and BEiT v2 / BEiT-3 the VQ-KD tokenizer; neither is
-implemented here (their weights cannot be downloaded on our machines): any frozen module
-with this interface, registered in ``MODELS``, plugs in.
+- :class:`VQKDTokenizer`: BEiT v2's VQ-KD (BEiT v2, BEiT-3), loading BEiT v2's released
+  file (not downloaded by vlp).
+
+BEiT / VLMo use DALL-E's dVAE, which is not implemented here: any frozen module with this
+interface, registered in ``MODELS``, plugs in.
 """
 from typing import Optional
 
@@ -99,6 +101,79 @@ class RandomProjectionTokenizer(_FrozenTarget):
         return (z @ self.codebook.t()).argmax(-1)  # (B, N)
 
 
+@MODELS.register_module()
+class VQKDTokenizer(_FrozenTarget):
+    """BEiT v2's VQ-KD tokenizer (Peng et al. 2022, "BEiT v2: Masked Image Modeling with
+    Vector-Quantized Visual Tokenizers", Sec. 2.2), the visual tokens of BEiT v2's and
+    BEiT-3's masked image modelling: a ViT-B/16 encoder; its patch tokens (mean-pooling
+    ``fc_norm`` applied to each) through ``encode_task_layer`` (Linear-Tanh-Linear to
+    ``code_dim`` = 32), l2-normalised; each patch's token is the nearest of the
+    ``num_classes`` = 8192 codes (the codebook is l2-normalised, so the nearest is the most
+    cosine-similar). Inference only: the decoder and the CLIP teacher that trained it are
+    not built (and dropped when a released file is read).
+
+    Args:
+        checkpoint: BEiT v2's released file (``vqkd_encoder_base_decoder_3x768x12_clip-*.pth``;
+            its keys mapped by :data:`vlp.convert.formats.vqkd.VQKD`) or a state dict saved
+            from this class; read weights-only. ``None``: random weights (tests).
+        image_size, patch_size, embed_dim, depth, num_heads: the encoder (ViT-B/16).
+        num_classes, code_dim: the codebook.
+        mean, std: the statistics the model's data preprocessor normalised the images with
+            (0-255 scale): VQ-KD reads pixels scaled to [-1, 1] (its ``process_type=
+            'default'``), so they are undone first.
+    """
+    def __init__(self, checkpoint: Optional[str] = None, image_size: int = 224,
+                 patch_size: int = 16, embed_dim: int = 768, depth: int = 12,
+                 num_heads: int = 12, num_classes: int = 8192, code_dim: int = 32,
+                 mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5)):
+        super().__init__()
+        import timm
+        from functools import partial
+        self.num_classes, self.patch_size = num_classes, patch_size
+        self.encoder = timm.models.vision_transformer.VisionTransformer(
+            img_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, qkv_bias=True, num_classes=0, global_pool='avg',
+            fc_norm=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+        self.encode_task_layer = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.Tanh(),
+                                               nn.Linear(embed_dim, code_dim))
+        self.register_buffer('codebook', F.normalize(torch.randn(num_classes, code_dim), dim=-1))
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        if checkpoint is not None:
+            self.load_released(checkpoint)
+        self._freeze(None)
+
+    def load_released(self, path: str) -> None:
+        """Load BEiT v2's released file or a state dict of this class (weights-only)."""
+        from vlp.convert.formats.vqkd import VQKD
+        from vlp.convert.rules import convert_state_dict
+        from vlp.engine.checkpoint import read_state_dict
+        state = read_state_dict(path)
+        if 'quantize.embedding.weight' in state:  # BEiT v2's layout
+            state, _ = convert_state_dict(state, VQKD, expected=self.state_dict(),
+                                          what='VQKDTokenizer')
+        self.load_state_dict(state)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` normalised images -> ``[B, N, code_dim]`` l2-normalised features."""
+        pixels = images.float() * self.std + self.mean  # back to 0-255
+        x = pixels / 127.5 - 1.0  # VQ-KD's input range
+        tokens = self.encoder.forward_features(x)  # (B, 1 + N, C); encoder.norm is Identity
+        patches = self.encoder.fc_norm(tokens[:, self.encoder.num_prefix_tokens:])
+        return F.normalize(self.encode_task_layer(patches), dim=-1)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        z = self.encode(images)  # (B, N, D)
+        # nearest code in Euclidean distance (as BEiT v2's quantizer computes it)
+        d = (z.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)
+             - 2 * z @ self.codebook.t())
+        return d.argmin(-1)  # (B, N)
+
+
 def __getattr__(name: str):
     # PixelTarget and mim_loss moved to vlp.models.losses.mim (a target and its loss)
     if name in ('PixelTarget', 'mim_loss'):
@@ -107,4 +182,4 @@ def __getattr__(name: str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-__all__ = ['RandomProjectionTokenizer', 'patchify']
+__all__ = ['RandomProjectionTokenizer', 'VQKDTokenizer', 'patchify']
