@@ -11,12 +11,7 @@ NODE_RANK=${NODE_RANK:-0}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 MASTER_PORT=${MASTER_PORT:-29500}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-# the repo's virtual environment when there is one (the README's install makes .venv/),
-# else python3 on the PATH; PYTHON=... overrides both
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"
-    else PYTHON=$(command -v python3 || command -v python); fi
-fi
+source "$ROOT/tools/_python.sh"  # PYTHON: the repo's .venv, else python3
 
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \

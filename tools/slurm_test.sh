@@ -18,10 +18,7 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"
-    else PYTHON=$(command -v python3 || command -v python); fi
-fi
+source "$ROOT/tools/_python.sh"  # PYTHON: the repo's .venv, else python3
 
 # shellcheck disable=SC2086  # SRUN_ARGS is a list of options
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \

@@ -24,10 +24,7 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"
-    else PYTHON=$(command -v python3 || command -v python); fi
-fi
+source "$ROOT/tools/_python.sh"  # PYTHON: the repo's .venv, else python3
 ARGS=("${@:5}")
 if [ -n "$WORK_DIR" ]; then ARGS=(--work-dir "$WORK_DIR" "${ARGS[@]}"); fi
 
