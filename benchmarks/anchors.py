@@ -310,8 +310,9 @@ class HFBlipPretrain(nn.Module):
             K = self.queue_size
             with torch.no_grad():
                 cols = (torch.arange(B, device=images.device) + self.queue_ptr) % K
-                self.image_queue[:, cols] = image_feat_m.t()
-                self.text_queue[:, cols] = text_feat_m.t()
+                # (bf16 autocast: the features are bf16, the queues fp32 as in vlp)
+                self.image_queue[:, cols] = image_feat_m.t().to(self.image_queue.dtype)
+                self.text_queue[:, cols] = text_feat_m.t().to(self.text_queue.dtype)
             self.queue_ptr = (self.queue_ptr + B) % K
             self.queue_filled = min(K, self.queue_filled + B)
         if self.itm_head is not None:

@@ -93,6 +93,12 @@ def test_clean_caption():
     assert out['text'] == ['one two three', 'five']
     with pytest.raises(ValueError):
         CleanCaption(style='nope')
+    # BLIP's captioning fine-tuning: the prompt before the cleaned caption, not cleaned itself
+    out = CleanCaption(prefix='a picture of ')(dict(text='A RED Circle!'))
+    assert out['text'] == 'a picture of a red circle'
+    assert CleanCaption(prefix='p: ')(dict(text=['A', 'B']))['text'] == ['p: a', 'p: b']
+    with pytest.raises(TypeError, match='prefix'):
+        CleanCaption(prefix=None)
 
 
 def test_set_text_before_tokenize():

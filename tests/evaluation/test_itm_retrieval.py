@@ -72,12 +72,22 @@ def test_rerank_with_oracle_and_itc_metrics():
     itc = _run(RetrievalMetric(topk=(1, 5)), preds, N_IMAGES)
     for name, value in itc.items():  # ITC-only recall is reported as it is
         assert out[name.replace('retrieval/', 'retrieval/itc_')] == pytest.approx(value)
-    assert model.pairs == k * N_IMAGES + k * N_IMAGES * K_CAPS
     # the oracle puts a positive first whenever ITC had one in the top-k
     img = torch.stack([p['image_feat'] for p in preds])
     txt = torch.cat([p['text_feat'] for p in preds])
     owner = torch.arange(N_IMAGES).repeat_interleave(K_CAPS)
     top_i2t = (F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).t()).topk(k, 1).indices
+    # each unique pair of the two directions' candidates scored once
+    pairs = {(i, int(t)) for i in range(N_IMAGES) for t in top_i2t[i]}
+    top = (F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).t()).topk(k, 1).indices
+    pairs |= {(int(i), t) for t in range(N_IMAGES * K_CAPS) for i in top[t]}
+    assert model.pairs == len(pairs) < k * N_IMAGES + k * N_IMAGES * K_CAPS
+    # ... and the same recalls as scoring each direction's candidates on their own
+    model.pairs = 0
+    ref = ITMRetrievalMetric(k=k, batch_size=5, topk=(1, 5), pairs='per_direction')
+    ref.bind_model(model)
+    assert _run(ref, preds, N_IMAGES) == out
+    assert model.pairs == k * N_IMAGES + k * N_IMAGES * K_CAPS
     hit_i2t = (owner[top_i2t] == torch.arange(N_IMAGES)[:, None]).any(1).float().mean() * 100
     top_t2i = (F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).t()).topk(k, 1).indices
     hit_t2i = (top_t2i == owner[:, None]).any(1).float().mean() * 100

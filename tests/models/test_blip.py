@@ -213,3 +213,43 @@ def test_video_clips_concatenate_frame_tokens():
                           atol=1e-5)
     out = model.loss(dict(b, images=video))
     assert all(torch.isfinite(v) for k, v in out.items() if k.startswith('loss'))
+
+
+def test_captioning_model_is_vit_and_decoder_with_lm_only():
+    """``vision_proj=text_proj=itm_head=None``: BLIP's captioning model (BLIP_Decoder):
+    every parameter trained by the LM loss alone, the decoder of a pre-trained BLIP loads
+    into it key for key, and what it has not got raises naming it."""
+    torch.manual_seed(0)
+    full = tiny_blip()
+    cap = tiny_blip(vision_proj=None, text_proj=None, itm_head=None, prompt='a small')
+    assert cap.text is None and cap.queue is None and cap.momentum_pairs() == []
+    assert cap.lm_head.decoder.weight is cap.decoder.word_embeddings.weight
+    res = cap.load_state_dict(full.state_dict(), strict=False)
+    assert res.missing_keys == []
+    assert {k.split('.')[0] for k in res.unexpected_keys} == {
+        'text', 'text_m', 'vision_m', 'vision_proj', 'vision_proj_m', 'text_proj',
+        'text_proj_m', 'itm_head', 'queue', 'itc'}
+    b = batch()
+    cap.train()
+    out = cap.loss(b)
+    assert set(out) == {'loss_lm'}
+    out['loss_lm'].backward()
+    assert all(p.grad is not None for p in cap.parameters())  # no unused parameter (DDP)
+    # the same LM loss as the full model's decoder on the same weights (prompt excluded)
+    full.prompt = 'a small'
+    full.eval(), cap.eval()
+    image_embeds = full.vision(b['images'])['image_embeds']
+    assert torch.allclose(cap.lm_loss(b['input_ids'], b['attention_mask'], image_embeds),
+                          full.lm_loss(b['input_ids'], b['attention_mask'], image_embeds))
+    assert cap.generate(b['images'], max_length=6, num_beams=1) == \
+        full.generate(b['images'], max_length=6, num_beams=1)
+    for name, args in (('encode_image', (b['images'],)), ('encode_text', (['a'],)),
+                       ('itm_score', (b['images'], ['a'] * 4)), ('extract_feat', (b,))):
+        with pytest.raises(NotImplementedError, match='captioning BLIP|itm_head=None'):
+            getattr(cap, name)(*args)
+    with pytest.raises(ValueError, match='go together'):
+        tiny_blip(vision_proj=None)
+    with pytest.raises(ValueError, match='needs an lm_head'):
+        tiny_blip(vision_proj=None, text_proj=None)
+    with pytest.raises(ValueError, match="predict_mode='caption'"):
+        tiny_blip(vision_proj=None, text_proj=None, itm_head=None, predict_mode='retrieval')

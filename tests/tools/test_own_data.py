@@ -37,6 +37,18 @@ test_evaluator = dict(k=4, batch_size=8)
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(interval=1))
 """,
+    'blip_caption_mydata.py': """
+# --- tiny sizes and one short epoch (added by tests/tools/test_own_data.py) ---
+model = dict(vision=dict(patch_size=32, embed_dim=32, depth=1, num_heads=2),
+             text=dict(vocab_size=VOCAB, hidden_size=32, num_layers=1, num_heads=2,
+                       intermediate_size=64, max_position_embeddings=40),
+             lm_head=dict(hidden_size=32, vocab_size=VOCAB),
+             generation_cfg=dict(num_beams=2, max_length=10, min_length=3))
+for _loader in (train_dataloader, val_dataloader, test_dataloader):
+    _loader.update(batch_size=8, num_workers=0, persistent_workers=False)
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1))
+""",
     'clip_shards_mydata.py': """
 # --- tiny sizes and one short epoch (added by tests/tools/test_own_data.py) ---
 model = dict(vision=dict(patch_size=32, embed_dim=32, depth=1, num_heads=2),
@@ -141,6 +153,7 @@ def test_own_data_walkthrough(tmp_path):
     for tool in ('make_annotations.py', 'json_to_shards.py', 'prepare_assets.py',
                  'tools/train.py my_configs/blip_retrieval_mydata.py --dry-run',
                  'tools/train.py my_configs/blip_retrieval_mydata.py',
+                 'tools/train.py my_configs/blip_caption_mydata.py',
                  'tools/train.py my_configs/clip_shards_mydata.py', 'tools/test.py'):
         assert tool in commands, tool
     # the broken image and the empty caption were left out and listed
@@ -152,7 +165,11 @@ def test_own_data_walkthrough(tmp_path):
     # both runs trained, validated and were tested; the metrics were written
     metrics = sorted(glob.glob(str(work / 'work_dirs' / '*' / '*' / '*.json')))
     names = {osp.basename(osp.dirname(osp.dirname(m))) for m in metrics}
-    assert {'blip_retrieval_mydata', 'clip_shards_mydata'} <= names, metrics
+    assert {'blip_retrieval_mydata', 'blip_caption_mydata', 'clip_shards_mydata'} <= names, \
+        metrics
     for m in metrics:
         rec = json.loads(open(m).read().strip().splitlines()[-1])
-        assert any('r1' in k for k in rec), rec
+        if 'caption' in m:  # the captioner was validated and tested by BLEU / CIDEr
+            assert 'caption/CIDEr' in rec and 'caption/BLEU_4' in rec, rec
+        else:
+            assert any('r1' in k for k in rec), rec

@@ -148,10 +148,18 @@ class CleanCaption:
     A caption the cleaning empties (``"..."``, ``"!!!"``) raises
     :class:`~vlp.datasets.skips.BadSample` (``'bad_caption'``): the dataset skips the sample
     and records it (in evaluation mode the image-text datasets drop such captions when they
-    read the annotations, with this same cleaning)."""
+    read the annotations, with this same cleaning).
 
-    def __init__(self, max_words: int = 30, style: str = 'blip', key: str = 'text'):
+    ``prefix`` is put before each cleaned caption: BLIP's captioning fine-tuning trains on
+    ``'a picture of ' + pre_caption(caption)`` (its ``prompt``; the model keeps the prompt
+    out of the loss). Training pipelines only: evaluation references stay unprefixed."""
+
+    def __init__(self, max_words: int = 30, style: str = 'blip', key: str = 'text',
+                 prefix: str = ''):
         self.max_words, self.style, self.key = max_words, style, key
+        if not isinstance(prefix, str):
+            raise TypeError(f'CleanCaption: prefix must be a str, got {prefix!r}')
+        self.prefix = prefix
         pre_caption('x', max_words, style)  # validate style early
 
     def clean(self, text: str) -> str:
@@ -169,11 +177,13 @@ class CleanCaption:
             if not c.strip():
                 raise BadSample('bad_caption', f'CleanCaption: the caption {t!r} is empty '
                                 f'after cleaning (style={self.style!r})')
+        cleaned = [self.prefix + c for c in cleaned]
         results[self.key] = cleaned[0] if isinstance(text, str) else cleaned
         return results
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(max_words={self.max_words}, style={self.style!r})'
+        return (f'{type(self).__name__}(max_words={self.max_words}, style={self.style!r}'
+                + (f', prefix={self.prefix!r})' if self.prefix else ')'))
 
 
 @TRANSFORMS.register_module()

@@ -6,13 +6,24 @@ the ``k`` most similar images, are re-scored by the model's fusion encoder + ITM
 (``model.rerank_scores``); candidates outside the top-k keep ``-inf``. Recall@K is reported
 both for the ITC ranking (``itc_txt_r1``...) and the re-ranked one (``txt_r1``...).
 
-The ``k * (N_img + N_txt)`` fusion passes are split across ranks (each rank scores a
-contiguous block of queries, in batches of ``batch_size`` pairs, with a progress bar on
-rank 0) and the score rows are all-gathered, so every rank ends with the same result.
-Every rank runs the same number of forward passes (short blocks are padded), as ZeRO-3
-requires. The metric needs the model: run it under ``RetrievalValLoop`` /
-``RetrievalTestLoop`` (``val_cfg`` / ``test_cfg``), which hand it over.
+The two directions' candidate sets overlap (a close pair is in both), so each unique
+(image, text) pair of their union is scored once (``pairs='union'``, the default) and read
+back into both rankings: identical results to scoring the directions separately
+(``pairs='per_direction'``, the reference, as ALBEF's and BLIP's code do), up to float
+rounding of batches of another shape. The unique pairs are sorted by text length, then
+image, and cut into batches of ``batch_size``: each batch is padded only to its own
+longest text, and when the model's ``rerank_scores`` takes ``image_index``, a batch passes
+each distinct image once (its cross-attention keys/values computed once per batch, not
+once per pair: ALBEF's loop repeats the image ``k`` times). A pair's ITC score is the one
+of the image->text direction where it is a candidate there (else text->image's).
+The passes are split across ranks (each rank scores a contiguous block of pairs or
+queries, with a progress bar on rank 0) and the scores are all-gathered, so every rank
+ends with the same result. Every rank runs the same number of forward passes (short
+blocks are padded), as ZeRO-3 requires. The metric needs the model: run it under
+``RetrievalValLoop`` / ``RetrievalTestLoop`` (``val_cfg`` / ``test_cfg``), which hand
+it over.
 """
+import inspect
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -45,15 +56,21 @@ class ITMRetrievalMetric(RetrievalMetric):
         k: candidates re-ranked per query (ALBEF/BLIP on COCO: 256; Flickr30k: 128).
         batch_size: image-text pairs per fusion forward pass.
         rerank_device: where the fusion passes run (default: the model's device).
+        pairs: ``'union'`` (each unique pair of both directions scored once, batches
+            sorted by text length) or ``'per_direction'`` (each query's ``k`` candidates
+            in turn, the reference code's order).
         topk, chunk_size, device, dedup_key, collect_device, prefix, collect_dir: see
             :class:`RetrievalMetric`.
     """
 
     def __init__(self, k: int = 256, batch_size: int = 128,
-                 rerank_device: Optional[str] = None, **kwargs):
+                 rerank_device: Optional[str] = None, pairs: str = 'union', **kwargs):
         super().__init__(**kwargs)
         if k < 1:
             raise ValueError(f'k must be >= 1, got {k}')
+        if pairs not in ('union', 'per_direction'):
+            raise ValueError(f"pairs must be 'union' or 'per_direction', got {pairs!r}")
+        self.pairs = pairs
         self.k = int(k)
         self.batch_size = int(batch_size)
         self.rerank_device = rerank_device
@@ -134,6 +151,11 @@ class ITMRetrievalMetric(RetrievalMetric):
         sim_i2t, top_i2t = topk_candidates(image_feat, text_feat, self.k, self.chunk_size)
         sim_t2i, top_t2i = topk_candidates(text_feat, image_feat, self.k, self.chunk_size)
         n_img, n_txt = image_feat.shape[0], text_feat.shape[0]
+        if self.pairs == 'union':
+            out = self._rerank_union(model, device, sim_i2t, top_i2t, sim_t2i, top_t2i,
+                                     image_embeds, text_embeds, text_mask)
+            model.train(was_training)
+            return out
         total = (n_img * top_i2t.shape[1] + n_txt * top_t2i.shape[1])
         progress = _Progress(total, enabled=get_rank() == 0)
 
@@ -175,6 +197,70 @@ class ITMRetrievalMetric(RetrievalMetric):
         scores_t2i = score_rows(False, sim_t2i, top_t2i)
         progress.close()
         model.train(was_training)
+        return scores_i2t, scores_t2i
+
+
+    def _rerank_union(self, model, device, sim_i2t, top_i2t, sim_t2i, top_t2i,
+                      image_embeds, text_embeds, text_mask):
+        """Both directions' candidates as one set of unique pairs, scored once each."""
+        n_img, n_txt = image_embeds.shape[0], text_embeds.shape[0]
+        k_i2t, k_t2i = top_i2t.shape[1], top_t2i.shape[1]
+        # pair key: image * n_txt + text; i2t's pairs first (their ITC score is used)
+        keys = torch.cat([(torch.arange(n_img)[:, None] * n_txt + top_i2t).reshape(-1),
+                          (top_t2i * n_txt + torch.arange(n_txt)[:, None]).reshape(-1)])
+        itc = torch.cat([sim_i2t.reshape(-1), sim_t2i.reshape(-1)]).float()
+        uniq, inverse = torch.unique(keys, return_inverse=True)  # sorted: by image, text
+        U = uniq.numel()
+        first = torch.full((U,), keys.numel(), dtype=torch.long).scatter_reduce(
+            0, inverse, torch.arange(keys.numel()), 'amin')
+        pair_itc = itc[first]
+        img_u, txt_u = uniq // n_txt, uniq % n_txt
+        # text length = last attended position + 1 (positions after it are padding)
+        L = text_mask.shape[1]
+        pos = torch.arange(1, L + 1)
+        lengths = (text_mask.bool() * pos).amax(dim=1).clamp(min=1)  # (N_txt,)
+        order = torch.sort(lengths[txt_u], stable=True).indices  # by length, image, text
+        shared = 'image_index' in inspect.signature(model.rerank_scores).parameters
+
+        world, rank = get_world_size(), get_rank()
+        per_rank = -(-U // world)
+        start, stop = min(rank * per_rank, U), min((rank + 1) * per_rank, U)
+        mine = order[start:stop]
+        n_batches = -(-per_rank // self.batch_size)  # the same on every rank (ZeRO-3)
+        progress = _Progress(U, enabled=rank == 0)
+        scores = []
+        for b in range(n_batches):
+            sel = mine[b * self.batch_size:(b + 1) * self.batch_size]
+            pad = sel.numel() == 0
+            if pad:  # a dummy pair keeps this rank in step with the others
+                sel = order[:1]
+            img_i, txt_i = img_u[sel], txt_u[sel]
+            Lb = int(lengths[txt_i].max())
+            kw = {}
+            if shared:
+                imgs, idx = torch.unique(img_i, return_inverse=True)
+                kw['image_index'] = idx.to(device)
+            else:
+                imgs = img_i
+            s = model.rerank_scores(image_embeds[imgs].to(device),
+                                    text_embeds[txt_i][:, :Lb].to(device),
+                                    text_mask[txt_i][:, :Lb].to(device),
+                                    pair_itc[sel].to(device), **kw)
+            if not pad:
+                scores.append(s.float().cpu())
+            progress.update(sel.numel() * world if not pad else 0)
+        progress.close()
+        local = torch.full((per_rank,), float('-inf'))
+        if scores:
+            local[:stop - start] = torch.cat(scores)
+        sorted_scores = _all_gather_rows(local[:, None], device)[:U, 0]
+        pair_scores = torch.empty(U)
+        pair_scores[order] = sorted_scores
+        n1 = n_img * k_i2t
+        rows_i2t = pair_scores[inverse[:n1]].view(n_img, k_i2t)
+        rows_t2i = pair_scores[inverse[n1:]].view(n_txt, k_t2i)
+        scores_i2t = torch.full((n_img, n_txt), float('-inf')).scatter_(1, top_i2t, rows_i2t)
+        scores_t2i = torch.full((n_txt, n_img), float('-inf')).scatter_(1, top_t2i, rows_t2i)
         return scores_i2t, scores_t2i
 
 

@@ -131,12 +131,14 @@ class ALBEF(VLPModel):
         return encode_texts(*towers, input_ids, attention_mask)
 
     def fuse(self, text_embeds: torch.Tensor, text_mask: Optional[torch.Tensor],
-             image_embeds, momentum: bool = False) -> torch.Tensor:
+             image_embeds, momentum: bool = False,
+             image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Fusion encoder: text states ``[B, L, C]`` attending to ``image_embeds`` (a list
-        of two with ``two_image_fusion``) -> ``[B, L, C]``."""
+        of two with ``two_image_fusion``) -> ``[B, L, C]``. ``image_index [B]``:
+        ``image_embeds`` holds distinct images, row ``b`` reads ``image_index[b]``."""
         fusion = self.fusion_m if momentum else self.fusion
         return fusion(hidden_states=text_embeds, attention_mask=text_mask,
-                      image_embeds=image_embeds)['text_embeds']
+                      image_embeds=image_embeds, image_index=image_index)['text_embeds']
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return self._image(images)[1]
@@ -178,17 +180,22 @@ class ALBEF(VLPModel):
 
     # -- ITM --------------------------------------------------------------------------------
     def itm_logits(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                   text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """ITM logits ``[B, 2]`` of paired image tokens and unimodal text states."""
+                   text_mask: Optional[torch.Tensor],
+                   image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ITM logits ``[B, 2]`` of paired image tokens and unimodal text states
+        (``image_index``: shared images, see :meth:`fuse`)."""
         if self.itm_head is None:
             raise RuntimeError('this ALBEF has no itm_head')
-        return self.itm_head(self.fuse(text_embeds, text_mask, image_embeds)[:, 0])
+        return self.itm_head(self.fuse(text_embeds, text_mask, image_embeds,
+                                       image_index=image_index)[:, 0])
 
     def rerank_scores(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                      text_mask: Optional[torch.Tensor], itc_scores=None) -> torch.Tensor:
-        """Re-ranking score ``[B]`` of ``ITMRetrievalMetric``: the matched-class ITM logit."""
+                      text_mask: Optional[torch.Tensor], itc_scores=None,
+                      image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Re-ranking score ``[B]`` of ``ITMRetrievalMetric``: the matched-class ITM logit
+        (``image_index [B]``: ``image_embeds`` holds the batch's distinct images)."""
         self.require('rerank_scores')
-        return self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        return self.itm_logits(image_embeds, text_embeds, text_mask, image_index)[:, 1].float()
 
     # -- training ---------------------------------------------------------------------------
     def loss(self, inputs: dict, data_samples: Optional[dict] = None) -> Dict[str, torch.Tensor]:

@@ -8,19 +8,21 @@ self-attention with the encoder (Sec. 3.2). Objectives: **ITC** (momentum encode
 distillation: ALBEF's parts), **ITM** (``[ENC]``, hard negatives) and **LM** (label smoothing
 0.1, prompt excluded). :meth:`BLIP.generate` captions (``'a picture of '``);
 ``tools/capfilt.py`` runs CapFilt (Sec. 3.3). Differences (docs/models.md): the LM head is
-tied to the word embeddings (``tie_lm_head=False``: the released layout); no KV cache.
+tied to the word embeddings (``tie_lm_head=False``: the released layout). Decoding caches
+keys/values (``use_cache=False``: the uncached reference).
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from vlp.registry import MODELS
 from ..fusion.two_image import (TwinCrossAttention, split_cross_attention_state_dict,
                                 twin_cross_attention)
+from ..layers.attention import DecodingCache
 from ..losses.contrastive import CLAMPED_ITC, momentum_contrastive_loss
 from ..losses.distill import DistillationSchedule
 from ..utils.feature_queue import itc_queue
-from ..utils.generation import generate_texts
+from ..utils.generation import decode_texts, generate_ids
 from ..utils.momentum import copy_params, make_momentum_twins
 from ..utils.retrieval import (encode_images, encode_texts, pair_features,
                                retrieval_predictions)
@@ -38,11 +40,19 @@ class BLIP(VLPModel):
             every layer (skipped in unimodal mode).
         vision_proj, text_proj, itm_head, itc, itm, queue_size, queue_ids, queue_init,
             momentum_distill, alpha, itm_negatives: as :class:`ALBEF` (BLIP: queue 57,600).
+            ``vision_proj=text_proj=itm_head=None`` with an ``lm_head``: the captioning
+            model of BLIP's fine-tuning (Sec. 5.2; the released ``BLIP_Decoder``): the ViT
+            and the image-grounded decoder (built from ``text``) only, LM loss only; no
+            unimodal text encoder, momentum twins or queue.
         lm_head: the decoder's LM head (``None``: no decoder); decoder: overrides of the
             decoder's config (default: ``text``'s); share_decoder / tie_lm_head: share all
             but the self-attention with the encoder / tie the head to the embeddings.
         caption_loss: LM loss config (``CaptionLoss``, label smoothing 0.1).
         enc_token_id / dec_token_id: ids of ``[ENC]`` / ``[DEC]`` (default: the tokenizer's).
+        use_enc_token: the image-grounded encoder (ITM, ``fused_features``) reads the ids
+            with their first token replaced by ``[ENC]``, as BLIP's code (default); ``False``
+            encodes the ids as given, as HF transformers' ``BlipForImageTextRetrieval`` does
+            (``[CLS]`` first; no ``enc_token_id`` needed).
         prompt / prompt_in_loss: what captions start with (training captions too) and
             whether the LM loss scores it (BLIP: no).
         generation_cfg: decoding options of :meth:`predict`; predict_mode: ``'caption'`` or
@@ -54,7 +64,8 @@ class BLIP(VLPModel):
                               'encode_text', 'itm_score', 'rerank_scores', 'fused_features',
                               'fused_features_pair', 'generate'})
 
-    def __init__(self, vision: dict, text: dict, vision_proj: dict, text_proj: dict,
+    def __init__(self, vision: dict, text: dict, vision_proj: Optional[dict],
+                 text_proj: Optional[dict],
                  itm_head: Optional[dict] = None, lm_head: Optional[dict] = None,
                  decoder: Optional[dict] = None, share_decoder: bool = True,
                  tie_lm_head: bool = True, itc: Optional[dict] = None,
@@ -68,7 +79,7 @@ class BLIP(VLPModel):
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
                  grad_checkpointing: bool = False, init_cfg: Optional[dict] = None,
-                 two_image_fusion: bool = False):
+                 two_image_fusion: bool = False, use_enc_token: bool = True):
         super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                          init_cfg=init_cfg)
         if predict_mode not in ('caption', 'retrieval'):
@@ -76,10 +87,17 @@ class BLIP(VLPModel):
                              f'{predict_mode!r}')
         if two_image_fusion and lm_head is not None:
             raise ValueError('BLIP two_image_fusion (NLVR2) takes no decoder: lm_head=None')
-        self.vision, self.text = build_part(vision), build_part(text)
-        if not self.text.cross_layers:
-            raise ValueError('BLIP: the text transformer needs cross-attention layers '
-                             "(cross_attention_layers='all')")
+        contrastive = vision_proj is not None or text_proj is not None
+        if contrastive and (vision_proj is None or text_proj is None):
+            raise ValueError('BLIP: vision_proj and text_proj go together (both None: the '
+                             'captioning model without ITC)')
+        if not contrastive and (itm_head is not None or lm_head is None or two_image_fusion):
+            raise ValueError('BLIP without vision_proj / text_proj is the captioning model: '
+                             'it needs an lm_head and takes no itm_head (ITM mines its hard '
+                             'negatives from ITC) and no two_image_fusion')
+        self.contrastive = contrastive
+        self.vision = build_part(vision)
+        self.text = build_part(text) if contrastive else None
         self.two_image_fusion = two_image_fusion
         if two_image_fusion:
             twin_cross_attention(self.text)
@@ -88,12 +106,15 @@ class BLIP(VLPModel):
         self.decoder, self.share_decoder = None, share_decoder
         if self.lm_head is not None:
             self.decoder = build_part(dict(text, **(decoder or {})))
-            if share_decoder:
+            if share_decoder and self.text is not None:
                 self.decoder.share_all_but_self_attention(self.text)
             if tie_lm_head:
                 self.lm_head.tie_weights(self.decoder.word_embeddings)
+        if not (self.text if contrastive else self.decoder).cross_layers:
+            raise ValueError('BLIP: the text transformer needs cross-attention layers '
+                             "(cross_attention_layers='all')")
         self._drop_unbuilt(predict_mode)
-        self.itc = build_part(itc if itc is not None else CLAMPED_ITC)
+        self.itc = build_part(itc if itc is not None else CLAMPED_ITC) if contrastive else None
         self.caption_loss = build_part(caption_loss if caption_loss is not None else dict(
             type='CaptionLoss', label_smoothing=0.1))
         self.itm = build_part(itm if itm is not None else
@@ -102,11 +123,14 @@ class BLIP(VLPModel):
         # momentum twins of the image and text encoders with their projections (no decoder
         # twin: the LM loss is not distilled)
         (self.vision_m, self.vision_proj_m, self.text_m,
-         self.text_proj_m) = make_momentum_twins(self.vision, self.vision_proj, self.text,
-                                                 self.text_proj)
-        self.queue = itc_queue(queue_size, self.vision_proj.out_dim, queue_ids, queue_init)
+         self.text_proj_m) = (make_momentum_twins(self.vision, self.vision_proj, self.text,
+                                                  self.text_proj) if contrastive
+                              else (None,) * 4)
+        self.queue = (itc_queue(queue_size, self.vision_proj.out_dim, queue_ids, queue_init)
+                      if contrastive else None)
         self.queue_ids = queue_ids
         self._enc_token_id, self._dec_token_id = enc_token_id, dec_token_id
+        self.use_enc_token = use_enc_token
         self.prompt, self.prompt_in_loss = prompt, prompt_in_loss
         self.generation_cfg = dict(generation_cfg or {})
         self.predict_mode = predict_mode
@@ -123,11 +147,20 @@ class BLIP(VLPModel):
             self.drop_capabilities('needs two_image_fusion=True', 'fused_features_pair')
         if self.itm_head is None:
             self.drop_capabilities('built with itm_head=None', 'itm_score', 'rerank_scores')
+        if not self.contrastive:
+            if predict_mode == 'retrieval':
+                raise ValueError("a BLIP without vision_proj / text_proj (the captioning "
+                                 "model) predicts captions: predict_mode='caption'")
+            self.drop_capabilities('the captioning BLIP (vision_proj=None) has no unimodal '
+                                   'encoders, ITC or ITM', 'extract_feat', 'encode_image',
+                                   'encode_text', 'fused_features')
         if self.decoder is None:
             self.drop_capabilities('built with lm_head=None (no decoder)', 'generate',
                                    *(['predict'] if predict_mode == 'caption' else []))
 
     def momentum_pairs(self) -> List[tuple]:
+        if not self.contrastive:
+            return []
         return [(self.vision, self.vision_m), (self.vision_proj, self.vision_proj_m),
                 (self.text, self.text_m), (self.text_proj, self.text_proj_m)]
 
@@ -170,11 +203,16 @@ class BLIP(VLPModel):
         return self._text(input_ids, attention_mask)[1]
 
     def fuse(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
-             image_embeds) -> torch.Tensor:
+             image_embeds, image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Image-grounded text encoder: ``input_ids [B, L]`` (the first token replaced by
-        ``[ENC]``) attending to ``image_embeds`` (two with NLVR2) -> ``[B, L, C]``."""
-        ids = replace_first_token(input_ids, self.enc_token_id)
-        return self.text(ids, text_mask, image_embeds=image_embeds)['text_embeds']
+        ``[ENC]`` unless ``use_enc_token=False``) attending to ``image_embeds`` (two with
+        NLVR2) -> ``[B, L, C]``. ``image_index [B]``: ``image_embeds`` holds distinct
+        images, row ``b`` reads ``image_embeds[image_index[b]]`` (their cross-attention
+        keys/values computed once per image)."""
+        ids = (replace_first_token(input_ids, self.enc_token_id) if self.use_enc_token
+               else input_ids)
+        return self.text(ids, text_mask, image_embeds=image_embeds,
+                         image_index=image_index)['text_embeds']
 
     def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
                        attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -198,26 +236,33 @@ class BLIP(VLPModel):
         return split_cross_attention_state_dict(state_dict)
 
     def decoder_logits(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
-                       image_embeds: torch.Tensor) -> torch.Tensor:
-        """Image-grounded decoder: ``[DEC]``-led ids ``[B, T]`` -> next-token logits."""
+                       image_embeds: torch.Tensor,
+                       cache: Optional[DecodingCache] = None) -> torch.Tensor:
+        """Image-grounded decoder: ``[DEC]``-led ids ``[B, T]`` -> next-token logits
+        ``[B, T, V]``. With a ``cache`` (incremental decoding): the new ids only, and the
+        logits of the last one, ``[B, 1, V]``."""
         if self.decoder is None:
             raise RuntimeError('this BLIP has no decoder (lm_head=None)')
         hidden = self.decoder(input_ids, text_mask, image_embeds=image_embeds,
-                              is_causal=True)['text_embeds']
-        return self.lm_head(hidden)
+                              is_causal=True, cache=cache)['text_embeds']
+        return self.lm_head(hidden if cache is None else hidden[:, -1:])
 
     def itm_logits(self, image_embeds: torch.Tensor, input_ids: torch.Tensor,
-                   text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """ITM logits ``[B, 2]`` of image tokens and caption ids (re-encoded with ``[ENC]``)."""
+                   text_mask: Optional[torch.Tensor],
+                   image_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ITM logits ``[B, 2]`` of image tokens and caption ids (re-encoded with ``[ENC]``;
+        ``image_index``: shared images, see :meth:`fuse`)."""
         if self.itm_head is None:
             raise RuntimeError('this BLIP has no itm_head')
-        return self.itm_head(self.fuse(input_ids, text_mask, image_embeds)[:, 0])
+        return self.itm_head(self.fuse(input_ids, text_mask, image_embeds, image_index)[:, 0])
 
-    def rerank_scores(self, image_embeds, text_embeds, text_mask, itc_scores=None):
+    def rerank_scores(self, image_embeds, text_embeds, text_mask, itc_scores=None,
+                      image_index=None):
         """Re-ranking score ``[B]`` of image tokens and caption ids: the ITM "match" logit
-        plus the ITC similarity (BLIP's evaluation)."""
+        plus the ITC similarity (BLIP's evaluation). ``image_index [B]``: ``image_embeds``
+        holds the distinct images of the batch, pair ``b`` reads ``image_index[b]``."""
         self.require('rerank_scores')
-        score = self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        score = self.itm_logits(image_embeds, text_embeds, text_mask, image_index)[:, 1].float()
         return score if itc_scores is None else score + itc_scores.to(score)
 
     # -- training ---------------------------------------------------------------------------
@@ -226,6 +271,10 @@ class BLIP(VLPModel):
         the captions start with it) and ``attention_mask``."""
         self.require('loss')
         images, input_ids, text_mask, idx = pair_batch(inputs, data_samples, self.queue_ids)
+        if not self.contrastive:  # the captioning model: LM only
+            image_embeds = self.vision(images)['image_embeds']
+            return dict(loss_lm=self.loss_weights['lm'] * self.lm_loss(input_ids, text_mask,
+                                                                       image_embeds))
         alpha = self.distill.value
         image_embeds, image_feat = self._image(images)  # (B, N, C), (B, D)
         text_feat = self._text(input_ids, text_mask)[1]  # unimodal [CLS] -> (B, D)
@@ -266,30 +315,53 @@ class BLIP(VLPModel):
     def generate(self, images: torch.Tensor, prompt: Optional[str] = None,
                  **decoding) -> List[str]:
         """Captions of normalised ``images [B, 3, H, W]`` without the ``prompt``;
-        ``decoding`` (:func:`~vlp.models.utils.generation.generate`) over ``generation_cfg``
-        over BLIP's 3 beams, lengths 10 to 30 (``[DEC]`` and prompt included)."""
+        ``decoding`` (:func:`~vlp.models.utils.generation.generate`; ``use_cache=False``:
+        the uncached reference) over ``generation_cfg`` over BLIP's 3 beams, lengths 10 to
+        30 (``[DEC]`` and prompt included)."""
         self.require('generate')
         tok = self.tokenizer
         if tok is None:
             raise RuntimeError('BLIP.generate needs a tokenizer')
         prompt = self.prompt if prompt is None else prompt
         prompt_ids = [self.dec_token_id] + (tok.encode(prompt)[1:-1] if prompt else [])
+        return decode_texts(tok, self.generate_ids(images, prompt_ids, **decoding),
+                            len(prompt_ids))
+
+    @torch.no_grad()
+    def generate_ids(self, images: torch.Tensor, prompt_ids: Sequence[int],
+                     eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
+                     **decoding) -> torch.Tensor:
+        """Token ids ``[B * num_return_sequences, L]`` (``prompt_ids``, ``[DEC]`` first,
+        included) of the captions of normalised ``images``; the decoder caches its keys and
+        values (the image's computed once per caption) unless ``use_cache=False``. EOS /
+        padding: ``[SEP]`` / ``[PAD]`` of the tokenizer unless given."""
+        self.require('generate')
+        if eos_token_id is None or pad_token_id is None:
+            if self.tokenizer is None:
+                raise RuntimeError('BLIP.generate_ids needs a tokenizer or eos/pad ids')
+            eos_token_id = self.tokenizer.sep_token_id if eos_token_id is None else eos_token_id
+            pad_token_id = self.tokenizer.pad_token_id if pad_token_id is None else pad_token_id
         image_embeds = self.vision(images)['image_embeds']
 
         def next_token_logits(seq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return self.decoder_logits(seq, None, image_embeds[rows])[:, -1].float()
 
-        return generate_texts(next_token_logits, tok, prompt_ids, images.shape[0],
-                              images.device, tok.sep_token_id,
-                              dict(num_beams=3, max_length=30, min_length=10),
-                              self.generation_cfg, decoding)
+        def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
+            return self.decoder_logits(new, None, image_embeds, cache)[:, -1].float()
+
+        return generate_ids(next_token_logits, cached_step, prompt_ids, images.shape[0],
+                            images.device, eos_token_id, pad_token_id,
+                            dict(num_beams=3, max_length=30, min_length=10),
+                            self.generation_cfg, decoding)
 
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        self.require('encode_image')
         return self.image_features(self.preprocess_images(images))
 
     @torch.no_grad()
     def encode_text(self, texts, attention_mask: Optional[torch.Tensor] = None):
+        self.require('encode_text')
         tok = self.tokenize(texts, attention_mask)
         return self.text_features(tok['input_ids'], tok.get('attention_mask'))
 
@@ -303,6 +375,7 @@ class BLIP(VLPModel):
         return logits.softmax(dim=-1)[:, 1]
 
     def extract_feat(self, inputs: dict) -> Dict[str, torch.Tensor]:
+        self.require('extract_feat')
         return pair_features(inputs, self._image, self._text)
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:

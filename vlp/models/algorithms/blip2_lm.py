@@ -75,7 +75,7 @@ class BLIP2LM(VLPModel):
     the prompt instead); optional per-sample ``prompt_ids`` / ``prompt_mask`` (with the
     tokenizer's special tokens; placed after the visual prompts) replacing ``prompt``.
     """
-    capabilities = frozenset({'loss', 'predict', 'generate'})
+    capabilities = frozenset({'loss', 'predict', 'generate', 'answer', 'query_features'})
 
     def __init__(self, vision: dict, llm: dict, qformer: Optional[dict] = None,
                  projector: str = 'linear', use_queries: bool = True,
@@ -120,6 +120,9 @@ class BLIP2LM(VLPModel):
             self.projection = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(),
                                             nn.Linear(out_dim, out_dim))
         self.use_queries = use_queries
+        if not use_queries:
+            self.drop_capabilities('built with use_queries=False (no Q-Former: LLaVA)',
+                                   'query_features')
         self.drop_vision_prefix = int(drop_vision_prefix)
         self.vision_dtype = to_dtype(vision_dtype)
         self.freeze_qformer, self.freeze_llm = freeze_qformer, freeze_llm
@@ -169,6 +172,13 @@ class BLIP2LM(VLPModel):
     def visual_prompts(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images ``[B, 3, H, W]`` -> soft prompts ``[B, Q, H_llm]`` (``Q`` the
         queries, or the (patch) tokens with ``use_queries=False``)."""
+        tokens = self._visual_tokens(images)
+        prompts = self.projection(tokens.to(next(self.projection.parameters()).dtype))
+        return prompts.to(self.llm.dtype)  # (B, Q, H)
+
+    def _visual_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The Q-Former's query outputs ``[B, Q, C]`` (with ``use_queries=False``: the
+        vision tokens after ``ln_vision``)."""
         with torch.no_grad():  # the image encoder is frozen
             if self.vision_dtype is not None:
                 images = images.to(self.vision_dtype)
@@ -178,8 +188,24 @@ class BLIP2LM(VLPModel):
             tokens = self.ln_vision(tokens)
         if self.use_queries:
             tokens = self.qformer(image_embeds=tokens)['query_embeds']  # (B, Q, C)
-        prompts = self.projection(tokens.to(next(self.projection.parameters()).dtype))
-        return prompts.to(self.llm.dtype)  # (B, Q, H)
+        return tokens
+
+    @torch.no_grad()
+    def query_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> the Q-Former's query outputs ``[B, Q, C]``, before the projection to
+        the LLM (HF's ``Blip2Model.get_qformer_features``)."""
+        self.require('query_features')
+        return self._visual_tokens(self.preprocess_images(images))
+
+    @torch.no_grad()
+    def answer(self, images: torch.Tensor, questions: Union[str, Sequence[str]],
+               **decoding) -> List[str]:
+        """Zero-shot VQA (BLIP-2 Sec. 4.1): each question in ``vqa_prompt``, the generated
+        text stripped; ``decoding`` as :meth:`generate`."""
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        prompts = [self.vqa_prompt.format(q) for q in questions]
+        return [a.strip() for a in self._generate(self.preprocess_images(images), prompts,
+                                                  **decoding)]
 
     # -- tokens ----------------------------------------------------------------------------
     def _prompt_rows(self, B: int, prompt_ids: Optional[torch.Tensor] = None,

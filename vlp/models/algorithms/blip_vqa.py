@@ -18,13 +18,15 @@ pre-training checkpoint loads with ``strict=False`` (its shared tensors under bo
 ``text.*`` and ``decoder.*`` start the two transformers). Differences from the reference
 code (docs/models.md): ``label_smoothing`` defaults to 0 (BLIP's code hard-codes 0.1) and
 ranking uses the exact log-likelihood; answers are normalised with VQAv2's
-``normalize_answer``; the decoder cross-attends at the text width; no key/value cache.
+``normalize_answer``; the decoder cross-attends at the text width. Generation caches
+keys/values (``use_cache=False``: the uncached reference).
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from vlp.registry import MODELS
+from ..layers.attention import DecodingCache
 from ..utils.answers import (answer_weights, answers_of, rank_candidates,  # noqa: F401
                              resolve_answer_list, sequence_nll, weighted_answers)
 from ..utils.generation import generate_texts
@@ -171,13 +173,16 @@ class BLIPVQA(VLPModel):
         return self.encode_question(images, input_ids, attention_mask)[0][:, 0]
 
     def answer_logits(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
-                      question_states: torch.Tensor, question_mask: torch.Tensor
-                      ) -> torch.Tensor:
+                      question_states: torch.Tensor, question_mask: torch.Tensor,
+                      cache: Optional[DecodingCache] = None) -> torch.Tensor:
         """``[DEC]``-led answer ids ``[N, T]`` -> next-token logits ``[N, T, V]``, the
-        decoder cross-attending to ``question_states [N, L, C]`` (``question_mask``)."""
+        decoder cross-attending to ``question_states [N, L, C]`` (``question_mask``). With
+        a ``cache`` (incremental decoding): the new ids only, one row of
+        ``question_states`` per question, and the logits of the last id ``[N, 1, V]``."""
         hidden = self.decoder(input_ids, attention_mask, image_embeds=question_states,
-                              image_mask=question_mask, is_causal=True)['text_embeds']
-        return self.lm_head(hidden)
+                              image_mask=question_mask, is_causal=True,
+                              cache=cache)['text_embeds']
+        return self.lm_head(hidden if cache is None else hidden[:, -1:])
 
     def answer_nll(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    question_states: torch.Tensor, question_mask: torch.Tensor,
@@ -227,7 +232,9 @@ class BLIPVQA(VLPModel):
     def generate_answers(self, question_states: torch.Tensor, question_mask: torch.Tensor,
                          **decoding) -> List[str]:
         """Open-ended answers decoded from ``[DEC]`` (BLIP: beam search, 3 beams, at most
-        10 tokens); ``decoding`` as :func:`vlp.models.utils.generation.generate`."""
+        10 tokens); ``decoding`` as :func:`vlp.models.utils.generation.generate` (the
+        decoder caches its keys/values, the question's computed once per answer;
+        ``use_cache=False``: the uncached reference)."""
         tok = self.tokenizer
         if tok is None:
             raise RuntimeError('BLIPVQA generation needs a tokenizer')
@@ -236,12 +243,16 @@ class BLIPVQA(VLPModel):
             return self.answer_logits(seq, None, question_states[rows],
                                       question_mask[rows])[:, -1].float()
 
+        def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
+            return self.answer_logits(new, None, question_states, question_mask,
+                                      cache)[:, -1].float()
+
         eos = getattr(tok, 'sep_token_id', None)
         return generate_texts(next_token_logits, tok, [self.dec_token_id],
                               question_states.shape[0], question_states.device,
                               tok.eos_token_id if eos is None else eos,
                               dict(num_beams=3, max_length=10, min_length=1),
-                              self.generation_cfg, decoding)
+                              self.generation_cfg, decoding, cached_step=cached_step)
 
     @torch.no_grad()
     def answer_questions(self, images: torch.Tensor, input_ids: torch.Tensor,

@@ -8,18 +8,19 @@ embedding and N (256) captioning tokens. Objectives (Sec. 3.1, Eq. 3):
 ``contrastive_weight * ITC + caption_weight * captioning`` (1 and 2, as the paper and
 open_clip), ITC the symmetric InfoNCE with all-rank negatives, captioning the next-token
 cross-entropy (Eq. 2). ``pooler_layout='shared'`` is open_clip's CoCa (one pooler of N
-queries whose first token is the contrastive one). Simplification: decoding recomputes the
-prefix each step (no key/value cache). Choices the paper leaves open (the multimodal layer,
-pooler heads) are documented in ``fusion/decoder.py`` and docs/models.md.
+queries whose first token is the contrastive one). Decoding caches keys/values
+(``use_cache=False``: the uncached reference, which recomputes the prefix). Choices the
+paper leaves open (the multimodal layer, pooler heads) are documented in
+``fusion/decoder.py`` and docs/models.md.
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..utils.generation import generate_texts
+from ..utils.generation import decode_texts, generate_ids
 from .base import VLPModel, build_part
 from .base import split_meta
 from .clip import CLIP
@@ -213,15 +214,30 @@ class CoCa(VLPModel):
                 strings.
             decoding: options of :func:`vlp.models.utils.generation.generate`
                 (``num_beams``, ``do_sample``, ``top_k``, ``top_p``, ``temperature``,
-                ``max_length``, ``min_length``, ``repetition_penalty``, ...), over the
-                model's ``generation_cfg``, over the default ``max_length=30`` (lengths
-                count SOT and the prompt) with greedy decoding.
+                ``max_length``, ``min_length``, ``repetition_penalty``, ``use_cache``, ...),
+                over the model's ``generation_cfg``, over the default ``max_length=30``
+                (lengths count SOT and the prompt) with greedy decoding.
         """
         tok = self.tokenizer
         if tok is None:
             raise RuntimeError('CoCa.generate needs a tokenizer (model.tokenizer)')
-        images = self.preprocess_images(images)
         prompt_ids = [tok.bos_token_id] + (tok.encode(prompt)[1:-1] if prompt else [])
+        ids = self.generate_ids(self.preprocess_images(images), prompt_ids, **decoding)
+        return decode_texts(tok, ids, len(prompt_ids))
+
+    @torch.no_grad()
+    def generate_ids(self, images: torch.Tensor, prompt_ids: Sequence[int],
+                     eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
+                     **decoding) -> torch.Tensor:
+        """Token ids ``[B * num_return_sequences, L]`` (``prompt_ids``, SOT first,
+        included) of the captions of normalised ``images``. Both text decoders cache their
+        keys and values (the captioning tokens' computed once per caption) unless
+        ``use_cache=False``. EOS / padding: the tokenizer's EOT / pad ids unless given."""
+        if eos_token_id is None or pad_token_id is None:
+            if self.tokenizer is None:
+                raise RuntimeError('CoCa.generate_ids needs a tokenizer or eos/pad ids')
+            eos_token_id = self.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+            pad_token_id = self.tokenizer.pad_token_id if pad_token_id is None else pad_token_id
         cap = self.image_features(images)['caption_tokens']  # (B, N, C)
         opts = dict(max_length=30)
         opts.update(self.generation_cfg)
@@ -237,5 +253,9 @@ class CoCa(VLPModel):
             hidden = self.text(seq, torch.ones_like(seq))['text_hidden']  # (N, T, C)
             return self.caption_logits(hidden, cap[rows])[:, -1].float()  # (N, V)
 
-        return generate_texts(next_token_logits, tok, prompt_ids, images.shape[0],
-                              images.device, tok.eos_token_id, opts)
+        def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
+            hidden = self.text.decode_step(new, cache)  # (N, t, C): both stacks cache them
+            return self.decoder(hidden, cap, cache=cache)[:, -1].float()  # (N, V)
+
+        return generate_ids(next_token_logits, cached_step, prompt_ids, images.shape[0],
+                            images.device, eos_token_id, pad_token_id, opts)

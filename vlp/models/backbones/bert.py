@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
+from ..layers.attention import DecodingCache
 from ..layers.transformer import (TransformerBlock, build_attn_mask, maybe_checkpoint,
                                   sdpa_mask)
 
@@ -128,8 +129,10 @@ class BertEncoder(nn.Module):
 
     def embed(self, input_ids: Optional[torch.Tensor] = None,
               token_type_ids: Optional[torch.Tensor] = None,
-              prefix_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``LayerNorm(word + position + type) -> dropout`` of ``input_ids [B, L]``;
+              prefix_embeds: Optional[torch.Tensor] = None,
+              position_offset: int = 0) -> torch.Tensor:
+        """``LayerNorm(word + position + type) -> dropout`` of ``input_ids [B, L]``
+        (positions from ``position_offset``: incremental decoding);
         ``prefix_embeds [B, Q, C]`` (the BLIP-2 Q-Former's queries) are prepended before the
         LayerNorm, without position embeddings. Returns ``[B, Q + L, C]``."""
         if not self.with_embeddings:
@@ -137,7 +140,7 @@ class BertEncoder(nn.Module):
         parts = [] if prefix_embeds is None else [prefix_embeds]
         if input_ids is not None:
             L = input_ids.shape[1]
-            pos = torch.arange(L, device=input_ids.device)
+            pos = torch.arange(position_offset, position_offset + L, device=input_ids.device)
             x = self.word_embeddings(input_ids) + self.position_embeddings(pos)  # (B, L, C)
             if self.token_type_embeddings is not None:
                 if token_type_ids is None:
@@ -156,7 +159,9 @@ class BertEncoder(nn.Module):
                 image_mask: Union[None, torch.Tensor,
                                   Sequence[Optional[torch.Tensor]]] = None,
                 is_causal: bool = False,
-                self_attn_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                self_attn_mask: Optional[torch.Tensor] = None,
+                cache: Optional[DecodingCache] = None,
+                image_index: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """
         Args:
             input_ids: ``[B, L]`` token ids (embedded by :meth:`embed`).
@@ -175,14 +180,30 @@ class BertEncoder(nn.Module):
             is_causal: causal self-attention (BLIP's text decoder).
             self_attn_mask: explicit self-attention mask (bool or additive, broadcastable
                 to ``[B, nh, L, L]``) replacing the one built from ``attention_mask``.
+            cache: incremental decoding (a ``DecodingCache``, causal only, no padding):
+                ``input_ids`` are the new tokens, at positions ``cache.length ...``; the
+                cache holds the self-attention keys/values of the earlier ones and, after
+                the first step, the cross-attention keys/values of ``image_embeds`` (one
+                row per context item; ``cache.route`` says which item each row reads).
+            image_index: ``[B]`` shared contexts: ``image_embeds`` (and ``image_mask``)
+                hold ``M`` distinct images, row ``b`` reads ``image_embeds[image_index[b]]``;
+                their cross-attention keys/values are computed once per image (ITM
+                re-ranking scores one image against many texts).
 
         Returns:
             ``text_embeds [B, L, C]`` (final hidden states), ``text_mask [B, L]``,
             ``text_pooled [B, C]`` (first token, through the pooler if any).
         """
-        x = self.embed(input_ids, token_type_ids) if hidden_states is None else hidden_states
+        if cache is not None and (not is_causal or attention_mask is not None
+                                  or self_attn_mask is not None):
+            raise ValueError('incremental decoding (cache) is causal, without padding masks')
+        offset = 0 if cache is None else cache.length
+        x = (self.embed(input_ids, token_type_ids, position_offset=offset)
+             if hidden_states is None else hidden_states)
         B, L, _ = x.shape
-        if self_attn_mask is None:
+        if cache is not None:
+            self_attn_mask, is_causal = None, True
+        elif self_attn_mask is None:
             self_attn_mask = build_attn_mask(attention_mask, causal=is_causal)
             is_causal = is_causal and self_attn_mask is None
         self_attn_mask = sdpa_mask(self_attn_mask, x)  # converted once, not in every layer
@@ -196,8 +217,8 @@ class BertEncoder(nn.Module):
                 ctx, ctx_mask = contexts[j % len(contexts)], ctx_masks[j % len(contexts)]
                 j += 1
             x = maybe_checkpoint(blk, x, attn_mask=self_attn_mask, is_causal=is_causal,
-                                 context=ctx, context_mask=ctx_mask,
-                                 enabled=self.grad_checkpointing)
+                                 context=ctx, context_mask=ctx_mask, cache=cache,
+                                 context_index=image_index, enabled=self.grad_checkpointing)
         pooled = x[:, 0]  # (B, C) the [CLS] token
         if self.pooler is not None:
             pooled = torch.tanh(self.pooler(pooled))

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
+from ..layers.attention import DecodingCache
 from ..layers.transformer import (TransformerBlock, build_attn_mask, maybe_checkpoint,
                                   sdpa_mask)
 
@@ -174,3 +175,19 @@ class TextTransformer(nn.Module):
             pooled = embeds[torch.arange(B, device=x.device), eot]  # (B, C)
         return dict(text_embeds=embeds, text_mask=text_mask, text_pooled=pooled,
                     text_hidden=hidden)
+
+    def decode_step(self, input_ids: torch.Tensor, cache: DecodingCache) -> torch.Tensor:
+        """Incremental decoding (CoCa's captioner): the new tokens ``input_ids [N, T]`` at
+        positions ``cache.length ...``, causal over the cached ones -> their
+        ``text_hidden [N, T, C]`` (before ``ln_final``), what :meth:`forward` gives for
+        those positions of the whole unpadded sequence (the appended ``[CLS]`` comes after
+        every token, so causality hides it from them: it is not computed)."""
+        if not self.causal:
+            raise ValueError('incremental decoding needs a causal text transformer')
+        P, T = cache.length, input_ids.shape[1]
+        if P + T > self.context_length:
+            raise ValueError(f'position {P + T - 1} >= context_length {self.context_length}')
+        x = self.token_embedding(input_ids) + self.positional_embedding[P:P + T]  # (N, T, C)
+        for blk in self.blocks:
+            x = blk(x, is_causal=True, cache=cache)
+        return x

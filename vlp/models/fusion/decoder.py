@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
+from ..layers.attention import DecodingCache
 from ..layers.transformer import TransformerBlock, maybe_checkpoint
 
 
@@ -96,7 +97,8 @@ class MultimodalDecoder(nn.Module):
         self.grad_checkpointing = enable
 
     def forward(self, text_hidden: torch.Tensor, context: torch.Tensor,
-                context_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                context_mask: Optional[torch.Tensor] = None,
+                cache: Optional[DecodingCache] = None) -> torch.Tensor:
         """
         Args:
             text_hidden: ``[B, T, C]`` hidden states of the unimodal decoder (before its
@@ -104,6 +106,10 @@ class MultimodalDecoder(nn.Module):
                 token never sees a later padding token.
             context: ``[B, S, C_ctx]`` image tokens (CoCa: the captioning pooler output).
             context_mask: optional cross-attention mask broadcastable to ``[B, nh, T, S]``.
+            cache: incremental decoding (``layers.attention.DecodingCache``):
+                ``text_hidden`` holds the new positions only, ``context`` one row per image
+                (``cache.route`` maps the rows to them); the image's keys/values are
+                computed at the first step and kept, as are the self-attention ones.
 
         Returns:
             ``[B, T, V]`` next-token logits.
@@ -113,9 +119,9 @@ class MultimodalDecoder(nn.Module):
         for i, blk in enumerate(self.blocks):
             if self.cross_blocks is None:  # self-attention -> cross-attention -> FFN
                 x = maybe_checkpoint(blk, x, is_causal=True, context=context,
-                                     context_mask=context_mask, enabled=ckpt)
+                                     context_mask=context_mask, cache=cache, enabled=ckpt)
             else:  # (self-attention -> FFN), (cross-attention -> FFN)
-                x = maybe_checkpoint(blk, x, is_causal=True, enabled=ckpt)
+                x = maybe_checkpoint(blk, x, is_causal=True, cache=cache, enabled=ckpt)
                 x = maybe_checkpoint(self.cross_blocks[i], x, context=context,
-                                     context_mask=context_mask, enabled=ckpt)
+                                     context_mask=context_mask, cache=cache, enabled=ckpt)
         return self.head(self.ln_final(x))  # (B, T, V)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 from timm.layers import DropPath
 
-from .attention import Attention, Mlp
+from .attention import Attention, DecodingCache, Mlp
 
 
 def build_attn_mask(key_mask: Optional[torch.Tensor] = None, query_len: Optional[int] = None,
@@ -167,20 +167,34 @@ class TransformerBlock(nn.Module):
         return norm(x + self.drop_path(fn(x)))
 
     def forward_self_attn(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
-                          is_causal: bool = False) -> torch.Tensor:
-        """Self-attention sub-layer with residual and norm. ``x``: ``[B, T, C]``."""
+                          is_causal: bool = False,
+                          cache: Optional[DecodingCache] = None) -> torch.Tensor:
+        """Self-attention sub-layer with residual and norm. ``x``: ``[B, T, C]`` (with a
+        ``cache``: the new positions of incremental decoding, causal)."""
         if is_causal and attn_mask is not None:
             attn_mask = add_causal(attn_mask, x.shape[1], x.shape[1])
+        extra = {} if cache is None else dict(cache=cache)
         return self._residual(
-            x, lambda h: self.attn(h, attn_mask=attn_mask, is_causal=is_causal), self.norm1)
+            x, lambda h: self.attn(h, attn_mask=attn_mask, is_causal=is_causal, **extra),
+            self.norm1)
 
     def forward_cross_attn(self, x: torch.Tensor, context: torch.Tensor,
-                           context_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                           context_mask: Optional[torch.Tensor] = None,
+                           cache: Optional[DecodingCache] = None,
+                           context_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Cross-attention sub-layer: queries ``x [B, T, C]``, keys/values
-        ``context [B, S, C_ctx]``; ``context_mask`` broadcastable to ``[B, nh, T, S]``."""
-        context = self.norm_context(context)
+        ``context [B, S, C_ctx]``; ``context_mask`` broadcastable to ``[B, nh, T, S]``.
+        ``context_index [B]``: ``context`` holds ``M`` distinct contexts (and
+        ``context_mask`` ``M`` rows), row ``b`` of ``x`` reads ``context[context_index[b]]``.
+        ``cache``: incremental decoding, ``context`` per context item (its keys/values are
+        computed at the first step only)."""
+        if cache is None or self.cross_attn not in cache.context_kv:
+            context = self.norm_context(context)
+        # only when used: a replaced cross-attention (BLIP's NLVR2 twin) takes neither
+        extra = {k: v for k, v in (('cache', cache), ('context_index', context_index))
+                 if v is not None}
         return self._residual(
-            x, lambda h: self.cross_attn(h, context=context, attn_mask=context_mask),
+            x, lambda h: self.cross_attn(h, context=context, attn_mask=context_mask, **extra),
             self.norm_cross)
 
     def forward_ffn(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +203,9 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 is_causal: bool = False, context: Optional[torch.Tensor] = None,
-                context_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                context_mask: Optional[torch.Tensor] = None,
+                cache: Optional[DecodingCache] = None,
+                context_index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             x: ``[B, T, C]`` tokens.
@@ -199,15 +215,19 @@ class TransformerBlock(nn.Module):
             context: ``[B, S, C_ctx]`` for the cross-attention sub-layer. ``None`` skips
                 that sub-layer (BLIP's unimodal text mode shares a block's other weights).
             context_mask: cross-attention mask broadcastable to ``[B, nh, T, S]``.
+            cache: incremental decoding (``layers.attention.DecodingCache``): ``x`` holds
+                the new positions only.
+            context_index: ``[B]`` row of ``context`` that each row of ``x`` reads (shared
+                contexts, see :meth:`forward_cross_attn`).
 
         Returns:
             ``[B, T, C]``.
         """
         if self.has_self_attn:
-            x = self.forward_self_attn(x, attn_mask, is_causal)
+            x = self.forward_self_attn(x, attn_mask, is_causal, cache)
         if context is not None:
             if not self.has_cross_attn:
                 raise ValueError('context given to a block without cross-attention')
-            x = self.forward_cross_attn(x, context, context_mask)
+            x = self.forward_cross_attn(x, context, context_mask, cache, context_index)
         return self.forward_ffn(x)
 

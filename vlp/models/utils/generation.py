@@ -10,11 +10,22 @@ pick its per-item context (``image_embeds[rows]``). BLIP, CoCa and BLIP-2 captio
 it; the prompt is whatever the caller puts in ``input_ids`` (BLIP: ``[DEC] a picture of``;
 CoCa: the start-of-text token).
 
-**No KV cache**: at every step the callable recomputes the whole prefix, so a step costs
-O(T^2) attention instead of O(T). This is deliberate (one interface for every decoder, no
-cache reordering under beam search) and cheap for captions of <= ~40 tokens; do not use it
-for long-form generation. Rows that cannot change the result any more are not recomputed:
-finished rows of greedy/sampling and batch items whose beam search is over.
+**Key/value cache** (the default where the decoder gives one): a second callable::
+
+    step(new_ids, rows, cache) -> logits        # new_ids [N, t] long, cache: DecodingCache
+
+runs only the tokens not yet in ``cache`` (the whole prompt at the first step, then the
+last token), at positions ``cache.length ...``. Its self-attention layers keep their keys
+and values in the cache, its cross-attention layers compute the keys and values of each
+batch item's context (image tokens) once, at the first step. Between steps the loop
+reorders the cache to the hypotheses it keeps (the chosen beams, the unfinished rows) and
+tells it which item each hypothesis reads (``DecodingCache.route``: all beams of an item
+read its keys/values in one pass, never copied per beam). ``use_cache=False`` runs
+``next_token_logits`` instead, which recomputes the whole prefix at every step (O(T^2)
+attention, every image's keys/values at every step): the reference the cached path is
+tested against, token for token. Either way, rows that cannot change the result any more
+are not recomputed: finished rows of greedy/sampling and batch items whose beam search is
+over.
 
 Semantics follow Hugging Face ``transformers.GenerationMixin.generate`` token for token
 (checked against transformers 5.25, the version locked in requirements/constraints.txt; the
@@ -78,11 +89,14 @@ from typing import Callable, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ['generate']
+from ..layers.attention import DecodingCache
+
+__all__ = ['generate', 'generate_ids', 'generate_texts', 'decode_texts', 'DecodingCache']
 
 _NEG = -1.0e9  # "impossible" score used by the beam bookkeeping (HF uses the same value)
 
 NextTokenLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CachedStep = Callable[[torch.Tensor, torch.Tensor, DecodingCache], torch.Tensor]
 
 
 def _is_int(x) -> bool:
@@ -183,19 +197,53 @@ def _process(ids: torch.Tensor, scores: torch.Tensor, *, eos: torch.Tensor, min_
     return scores
 
 
-def _call(fn: NextTokenLogits, ids: torch.Tensor, rows: torch.Tensor,
-          vocab: Optional[int]) -> torch.Tensor:
-    logits = fn(ids, rows)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != ids.shape[0] \
-            or (vocab is not None and logits.shape[1] != vocab):
-        raise ValueError(f'next_token_logits must return [N={ids.shape[0]}, V] logits'
-                         + (f' with V={vocab}' if vocab is not None else '')
-                         + f', got {getattr(logits, "shape", type(logits))}')
-    return logits.float()
+class _Stepper:
+    """Runs the decoder on the live hypotheses of a step: uncached, ``logits_fn(ids, rows)``
+    on whole sequences; cached, ``step_fn(new_ids, rows, cache)`` on the tokens not yet in
+    the :class:`DecodingCache`, after reordering it. ``parent[n]``: the position, among the
+    hypotheses of the previous call, of the one that hypothesis ``n`` extends (``None``:
+    the same hypotheses in the same order)."""
+
+    def __init__(self, logits_fn: Optional[NextTokenLogits], step_fn: Optional[CachedStep],
+                 n_items: int):
+        self.logits_fn, self.step_fn, self.n_items = logits_fn, step_fn, n_items
+        self.cache = DecodingCache() if step_fn is not None else None
+        self.vocab = None
+
+    def __call__(self, ids: torch.Tensor, rows: torch.Tensor,
+                 parent: Optional[torch.Tensor]) -> torch.Tensor:
+        cache = self.cache
+        if cache is None:
+            logits = self.logits_fn(ids, rows)
+        else:
+            if parent is not None and cache.length:
+                cache.reorder(parent)
+            cache.route(rows, self.n_items)
+            logits = self.step_fn(ids[:, cache.length:], rows, cache)
+            cache.length = ids.shape[1]
+        vocab = self.vocab
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 \
+                or logits.shape[0] != ids.shape[0] or (vocab is not None and logits.shape[1] != vocab):
+            raise ValueError(f'next_token_logits must return [N={ids.shape[0]}, V] logits'
+                             + (f' with V={vocab}' if vocab is not None else '')
+                             + f', got {getattr(logits, "shape", type(logits))}')
+        self.vocab = logits.shape[1]
+        return logits.float()
 
 
-def _greedy_or_sample(fn, input_ids, *, eos, pad_token_id, max_length, do_sample,
+def _positions(prev: torch.Tensor, now: torch.Tensor, n: int) -> Optional[torch.Tensor]:
+    """Positions in ``prev`` of the indices ``now`` (a subset), ``None`` if the same."""
+    if now.numel() == prev.numel():
+        return None
+    pos = torch.full((n,), -1, dtype=torch.long, device=now.device)
+    pos[prev] = torch.arange(prev.numel(), device=now.device)
+    return pos[now]
+
+
+def _greedy_or_sample(step, input_ids, *, eos, pad_token_id, max_length, do_sample,
                       num_return_sequences, generator, proc):
+    if not isinstance(step, _Stepper):  # a plain next_token_logits
+        step = _Stepper(step, None, input_ids.shape[0])
     batch = input_ids.shape[0]
     device = input_ids.device
     ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
@@ -203,9 +251,11 @@ def _greedy_or_sample(fn, input_ids, *, eos, pad_token_id, max_length, do_sample
     n = ids.shape[0]
     unfinished = torch.ones(n, dtype=torch.bool, device=device)
     vocab = None
+    prev = None
     while ids.shape[1] < max_length:
         live = unfinished.nonzero().squeeze(1)
-        logits = _call(fn, ids[live], rows[live], vocab)
+        logits = step(ids[live], rows[live], None if prev is None else _positions(prev, live, n))
+        prev = live
         vocab = logits.shape[1]
         if vocab <= int(eos.max()):
             raise ValueError(f'eos_token_id {eos.tolist()} outside the vocabulary of size {vocab}')
@@ -225,8 +275,10 @@ def _greedy_or_sample(fn, input_ids, *, eos, pad_token_id, max_length, do_sample
     return ids
 
 
-def _beam_search(fn, input_ids, *, eos, pad_token_id, max_length, num_beams, do_sample,
+def _beam_search(step, input_ids, *, eos, pad_token_id, max_length, num_beams, do_sample,
                  length_penalty, early_stopping, num_return_sequences, generator, proc):
+    if not isinstance(step, _Stepper):  # a plain next_token_logits
+        step = _Stepper(step, None, input_ids.shape[0])
     batch, prompt_len = input_ids.shape
     device = input_ids.device
     nb = num_beams
@@ -247,12 +299,18 @@ def _beam_search(fn, input_ids, *, eos, pad_token_id, max_length, num_beams, do_
     ar_b = torch.arange(batch, device=device)[:, None]
     vocab = None
     cur = prompt_len
+    prev = parent = None  # the hypotheses of the last call; where each running beam came from
     while True:
         # items whose finished set is frozen: no need to run the model on their beams
         done = ~improvable | (fin_mask.all(dim=1) & es_true)
         flat = running[:, :, :cur].reshape(batch * nb, cur)
         live = (~done).repeat_interleave(nb).nonzero().squeeze(1)
-        logits = _call(fn, flat[live], all_rows[live], vocab)
+        if prev is not None:  # positions, among the last call's rows, of the beams' parents
+            pos = torch.full((batch * nb,), -1, dtype=torch.long, device=device)
+            pos[prev] = torch.arange(prev.numel(), device=device)
+            parent = pos[parent[live]]
+        logits = step(flat[live], all_rows[live], parent)
+        prev = live
         vocab = logits.shape[1]
         if vocab <= int(eos.max()):
             raise ValueError(f'eos_token_id {eos.tolist()} outside the vocabulary of size {vocab}')
@@ -280,6 +338,7 @@ def _beam_search(fn, input_ids, *, eos, pad_token_id, max_length, num_beams, do_
         keep = masked.topk(nb, dim=-1).indices
         running = cand_seqs[ar_b, keep]
         run_scores = masked.gather(1, keep)
+        parent = (ar_b * nb + src_beam.gather(1, keep)).view(-1)  # flat index of the parent
 
         # finished hypotheses: merge the stopped candidates ranked in the first nb
         new_fin = stops & top_nb
@@ -326,12 +385,14 @@ def generate(next_token_logits: NextTokenLogits,
              top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0,
              repetition_penalty: float = 1.0, length_penalty: float = 1.0,
              early_stopping: Union[bool, str] = False, num_return_sequences: int = 1,
-             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+             generator: Optional[torch.Generator] = None,
+             cached_step: Optional[CachedStep] = None, use_cache: bool = True) -> torch.Tensor:
     """Autoregressive decoding with HF ``generate`` semantics (see the module docstring).
 
     Args:
         next_token_logits: ``(ids [N, T], rows [N]) -> [N, V]`` logits of the next token;
-            ``rows[n]`` in ``[0, B)`` is the batch item of hypothesis ``n``.
+            ``rows[n]`` in ``[0, B)`` is the batch item of hypothesis ``n``. Recomputes the
+            prefix: the uncached reference (may be ``None`` when ``cached_step`` runs).
         input_ids: [B, L0] long prompt, same length for all rows.
         eos_token_id: one id or a sequence of ids that end a sequence.
         pad_token_id: fills the positions after EOS.
@@ -348,6 +409,10 @@ def generate(next_token_logits: NextTokenLogits,
         num_return_sequences: sequences returned per item (<= num_beams for beam search;
             independent draws for sampling; must be 1 for greedy).
         generator: torch.Generator for the random draws (default: torch's global one).
+        cached_step: ``(new_ids [N, t], rows [N], cache) -> [N, V]``: the same logits from
+            the tokens not yet in ``cache`` (a :class:`DecodingCache`), used when
+            ``use_cache`` (the default).
+        use_cache: decode with ``cached_step`` when given; False: ``next_token_logits``.
 
     Returns:
         [B * num_return_sequences, L] long, L <= max_length: full sequences including the
@@ -360,6 +425,11 @@ def generate(next_token_logits: NextTokenLogits,
         num_return_sequences)
     eos = torch.tensor(eos_list, dtype=torch.long, device=input_ids.device)
     beam = num_beams > 1
+    cached = cached_step is not None and use_cache
+    if not cached and next_token_logits is None:
+        raise ValueError('use_cache=False needs next_token_logits (the uncached decoder)')
+    step = _Stepper(None if cached else next_token_logits, cached_step if cached else None,
+                    input_ids.shape[0])
 
     def proc(ids, scores):
         return _process(ids, scores, eos=eos, min_length=min_length,
@@ -369,26 +439,42 @@ def generate(next_token_logits: NextTokenLogits,
 
     if not beam:
         return _greedy_or_sample(
-            next_token_logits, input_ids, eos=eos, pad_token_id=pad_token_id,
+            step, input_ids, eos=eos, pad_token_id=pad_token_id,
             max_length=max_length, do_sample=do_sample, num_return_sequences=num_return_sequences,
             generator=generator, proc=proc)
     return _beam_search(
-        next_token_logits, input_ids, eos=eos, pad_token_id=pad_token_id, max_length=max_length,
+        step, input_ids, eos=eos, pad_token_id=pad_token_id, max_length=max_length,
         num_beams=num_beams, do_sample=do_sample, length_penalty=float(length_penalty),
         early_stopping=early_stopping, num_return_sequences=num_return_sequences,
         generator=generator, proc=proc)
 
 
-def generate_texts(next_token_logits: NextTokenLogits, tokenizer, prompt_ids: Sequence[int],
-                   batch_size: int, device, eos_token_id: Union[int, Sequence[int]],
-                   *options: dict) -> List[str]:
-    """``batch_size`` texts decoded by :func:`generate` from ``prompt_ids``, returned
-    without the prompt; ``options`` (dicts of :func:`generate`'s arguments) are merged left
-    to right: a family's defaults, its ``generation_cfg``, the call's own."""
+def generate_ids(next_token_logits: Optional[NextTokenLogits], cached_step: Optional[CachedStep],
+                 prompt_ids: Sequence[int], batch_size: int, device,
+                 eos_token_id: Union[int, Sequence[int]], pad_token_id: int,
+                 *options: dict) -> torch.Tensor:
+    """:func:`generate` from ``prompt_ids`` (the same for the ``batch_size`` items), with
+    ``options`` (dicts of its arguments, ``use_cache`` included) merged left to right: a
+    family's defaults, its ``generation_cfg``, the call's own. Returns the full sequences
+    ``[batch_size * num_return_sequences, L]``, prompt included."""
     opts = {}
     for o in options:
         opts.update(o)
-    ids = torch.tensor(list(prompt_ids), device=device).repeat(batch_size, 1)
-    out = generate(next_token_logits, ids, eos_token_id=eos_token_id,
-                   pad_token_id=tokenizer.pad_token_id, **opts)
-    return [tokenizer.decode(row[len(prompt_ids):].tolist()).strip() for row in out]
+    ids = torch.tensor(list(prompt_ids), dtype=torch.long, device=device).repeat(batch_size, 1)
+    return generate(next_token_logits, ids, eos_token_id=eos_token_id,
+                    pad_token_id=pad_token_id, cached_step=cached_step, **opts)
+
+
+def decode_texts(tokenizer, ids: torch.Tensor, prompt_len: int) -> List[str]:
+    """The texts of :func:`generate_ids`' rows without their first ``prompt_len`` tokens."""
+    return [tokenizer.decode(row[prompt_len:].tolist()).strip() for row in ids]
+
+
+def generate_texts(next_token_logits: Optional[NextTokenLogits], tokenizer,
+                   prompt_ids: Sequence[int], batch_size: int, device,
+                   eos_token_id: Union[int, Sequence[int]], *options: dict,
+                   cached_step: Optional[CachedStep] = None) -> List[str]:
+    """``batch_size`` texts decoded by :func:`generate_ids`, returned without the prompt."""
+    out = generate_ids(next_token_logits, cached_step, prompt_ids, batch_size, device,
+                       eos_token_id, tokenizer.pad_token_id, *options)
+    return decode_texts(tokenizer, out, len(prompt_ids))
