@@ -139,9 +139,14 @@ def test_encode_helpers(setup):
     assert feat.shape == (3, 16) and not feat.requires_grad
     torch.testing.assert_close(feat.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(encode_image(model, list(images)), feat)
-    # uint8 images are normalised with the preprocessor's statistics
+    # uint8 images are normalised with the preprocessor's statistics: the same features as
+    # floats in [0, 1] (torchvision's convention), and as the model's own method on the
+    # normalised batch; floats outside [0, 1] (a normalised batch) are refused, not guessed
+    torch.testing.assert_close(encode_image(model, images.float() / 255), feat)
     normed = model.data_preprocessor.normalize(images)
-    torch.testing.assert_close(encode_image(model, normed), feat)
+    torch.testing.assert_close(model.image_features(normed), feat)
+    with pytest.raises(ValueError, match=r'must lie in \[0, 1\]'):
+        encode_image(model, normed)
     tok = model.tokenizer(['a red circle'])
     torch.testing.assert_close(encode_text(model, ['a red circle']),
                                model.text_features(tok['input_ids'], tok['attention_mask']))

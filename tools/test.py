@@ -1,14 +1,23 @@
 """Evaluate a checkpoint on the config's test set (OpenMMLab ``tools/test.py`` conventions).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options key=value ...]
-        [--launcher none|pytorch|slurm|mpi]
+        [--out FILE] [--show-dir DIR] [--non-strict] [--launcher none|pytorch|slurm|mpi]
 
 Runs ``test_dataloader`` / ``test_evaluator`` / ``test_cfg`` of the config. CHECKPOINT is
-a ``.pth`` file (read weights-only, see :mod:`vlp.engine.checkpoint`) or, for a config
-with a DeepSpeed ``strategy``, a DeepSpeed checkpoint directory. Metrics are logged and
-written to ``<work_dir>/<timestamp>/<timestamp>.json``.
+a ``.pth`` / ``.safetensors`` file (read weights-only, see :mod:`vlp.engine.checkpoint`)
+or a DeepSpeed checkpoint directory of any ZeRO stage. Metrics are logged, written to
+``<work_dir>/<timestamp>/<timestamp>.json`` and to TensorBoard (``vis_backends``).
+
+- The checkpoint must fit the config's model exactly: a missing, unexpected or mis-shaped
+  key stops the run before anything is built, listing the first ones (``--non-strict``
+  loads the matching tensors and logs the rest).
+- ``--out FILE``: the predictions with the samples' ids as JSON (captions, answers, the
+  top classes, retrieval rankings; :mod:`vlp.engine.predictions`), and the metrics.
+- ``--show-dir DIR``: pictures of a sample of the test set with the predictions under each
+  image (``--show-num``).
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -43,11 +52,61 @@ def parse_args(argv=None):
                         'the config needs that is missing) and exit')
     parser.add_argument('--skip-preflight', action='store_true',
                         help='start even if files the config names are missing')
+    parser.add_argument('--non-strict', action='store_true',
+                        help='load a checkpoint that does not fit the model exactly (the '
+                        'matching tensors; the others are logged)')
+    parser.add_argument('--out', help='write the predictions (with sample ids) and the '
+                        'metrics to this JSON file')
+    parser.add_argument('--show-dir', help='draw pictures of the predictions of a sample of '
+                        'the test set into this folder')
+    parser.add_argument('--show-num', type=int, default=16,
+                        help='samples drawn with --show-dir (default 16)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def check_checkpoint(cfg: Config, checkpoint: str) -> None:
+    """The checkpoint's keys and shapes against the config's model, built on the meta
+    device (no weights, no files): a :class:`vlp.apis.CheckpointMismatchError` listing the
+    first differences."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmengine.utils import import_modules_from_strings
+
+    from vlp.apis import CheckpointMismatchError, state_dict_mismatch
+    from vlp.engine.checkpoint import read_state_dict
+    from vlp.models.algorithms.base import without_weights
+    from vlp.registry import MODELS
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.get('default_scope', 'vlp'))
+    with torch.device('meta'):
+        model = MODELS.build(without_weights(cfg.model.to_dict()))
+    problem = state_dict_mismatch(model, read_state_dict(checkpoint), checkpoint)
+    if problem:
+        raise CheckpointMismatchError(
+            f'{problem}. Test with the config the weights were trained or converted with '
+            '(a converter writes config.py and eval_*.py beside model.pth), or pass '
+            '--non-strict to load the matching tensors anyway')
+
+
+def add_prediction_dump(cfg: Config, args) -> None:
+    """``--out`` / ``--show-dir``: a :class:`~vlp.engine.predictions.DumpPredictions`
+    beside the config's metrics."""
+    import vlp.engine.predictions  # noqa: F401  (registers DumpPredictions)
+    evaluator = cfg.test_evaluator
+    metrics = list(evaluator) if isinstance(evaluator, (list, tuple)) else (
+        list(evaluator['metrics']) if 'metrics' in evaluator and 'type' not in evaluator
+        else [evaluator])
+    metrics.append(dict(type='DumpPredictions', out_file=args.out, show_dir=args.show_dir,
+                        num_show=args.show_num))
+    if isinstance(evaluator, dict) and 'metrics' in evaluator and 'type' not in evaluator:
+        cfg.test_evaluator['metrics'] = metrics
+    else:
+        cfg.test_evaluator = metrics
 
 
 def main(argv=None):
@@ -72,12 +131,29 @@ def main(argv=None):
     # every file the config names (and the checkpoint), all reported at once
     run_preflight(cfg, args.config, 'test.py', parts=TEST_PARTS,
                   dry_run=args.dry_run, skip=args.skip_preflight, what_for='testing')
+    if not args.non_strict:
+        check_checkpoint(cfg, args.checkpoint)
+    if args.out or args.show_dir:
+        add_prediction_dump(cfg, args)
     prepare_launch(cfg)
     runner = build_runner(cfg)
     metrics = runner.test()
     finish_launch(cfg)
+    if args.out and osp.isfile(args.out):  # the main process wrote the predictions
+        with open(args.out) as f:
+            payload = json.load(f)
+        payload = dict(config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
+                       metrics={k: v for k, v in (metrics or {}).items()
+                                if isinstance(v, (int, float, str))}, **payload)
+        with open(args.out, 'w') as f:
+            json.dump(payload, f, indent=1)
     return metrics
 
 
 if __name__ == '__main__':
-    main()
+    from vlp.apis import CheckpointMismatchError
+    try:
+        main()
+    except CheckpointMismatchError as err:
+        print(f'test.py: error: {err}', file=sys.stderr)
+        raise SystemExit(1)

@@ -25,14 +25,20 @@ from vlp.models.algorithms.base import CAPABILITIES, VLPModel, without_weights
 from vlp.registry import DATASETS, FUNCTIONS, MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+# model configs (configs/capfilt/ configures a data tool whose stages name model configs)
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py')
+                 if '_base_' not in p.parts and 'capfilt' not in p.parts)
 DEMOS = [p for p in CONFIGS if p.name.endswith('_tiny_demo.py')]
 PAPERS = [p for p in CONFIGS if p not in DEMOS]
 #: paper-config keys laid over the demo config: behaviour, not sizes or files
 FLAGS = ('queue_ids', 'itm_negatives', 'predict_mode', 'stage', 'share_decoder',
          'tie_lm_head', 'momentum_distill', 'inference', 'freeze_vision', 'two_image_fusion',
          'label_smoothing', 'target', 'caption_weight', 'contrastive_weight')
-HEADS = ('mlm_head', 'lm_head', 'itm_head', 'wpa')  # None in a paper config: removed
+# None in a paper config: removed
+HEADS = ('mlm_head', 'lm_head', 'itm_head', 'wpa')
+# removed only when both are None (BLIP without projections: the captioning model); ALIGN's
+# vision_proj=None alone means a tower whose pooled width is already the embedding's
+PROJECTIONS = ('vision_proj', 'text_proj')
 TASKS = ('VLClassifier', 'VQAClassifier')
 
 
@@ -107,6 +113,10 @@ def call(model, name, data):
         return model.generate(images, max_length=12, num_beams=1)
     if name == 'answer':
         return model.answer(images, ['what shape is it?'] * images.shape[0])
+    if name == 'query_features':
+        out = model.query_features(images)
+        assert out.dim() == 3 and out.shape[0] == images.shape[0], out.shape
+        return out
     if name == 'rerank_scores':  # on the inputs the ITM re-ranking metric gets
         mode = getattr(model, 'predict_mode', None)
         if mode == 'caption':
@@ -205,6 +215,8 @@ def _offline_answer_lists(cfg):
 def _flags(model_cfg):
     out = {k: model_cfg[k] for k in FLAGS if k in model_cfg}
     out.update({k: None for k in HEADS if k in model_cfg and model_cfg[k] is None})
+    if all(k in model_cfg and model_cfg[k] is None for k in PROJECTIONS):
+        out.update({k: None for k in PROJECTIONS})
     return out
 
 

@@ -93,13 +93,25 @@ def test_parity_with_torchscale(prefix):
         assert v <= ATOL, (k, v)
 
 
-def test_output_projection_dropped_and_unknown_keys_raise():
+def test_output_projection_kept_and_unknown_keys_raise():
+    """torchscale's output layer is converted (BEiT3Transformer(output_projection=True)):
+    output_logits equals torchscale's encoder_out with the layer."""
     ref = torchscale_beit3(no_output_layer=False)
     sd = {'beit3.' + k: v for k, v in ref.state_dict().items()}
     assert 'beit3.encoder.output_projection.weight' in sd
     state, report = conv.convert_beit3_state_dict(sd)
-    assert report.dropped == ['beit3.encoder.output_projection.weight']
-    assert not any('output_projection' in k for k in state)
+    assert not report.dropped and 'output_projection.weight' in state
+    cfg = conv.beit3_model_cfg(state, num_heads=HEADS)
+    assert cfg.pop('type') == 'BEiT3Transformer' and cfg['output_projection'] is True
+    model = BEiT3Transformer(**cfg).eval()
+    model.load_state_dict(state, strict=True)
+    images, ids, keep, _ = inputs()
+    with torch.no_grad():
+        r = ref(textual_tokens=ids, visual_tokens=images,
+                text_padding_position=keep == 0)['encoder_out']  # (B, N, V) logits
+        o = model(images=images, input_ids=ids, attention_mask=keep)
+        o = model.output_logits(torch.cat([o['image_embeds'], o['text_embeds']], 1))
+    assert r.shape[-1] == VOCAB and (r - o).abs().max() <= ATOL
     sd['beit3.encoder.layernorm_embedding.A.weight'] = torch.ones(DIM)
     with pytest.raises(KeyError, match='layernorm_embedding'):
         conv.convert_beit3_state_dict(sd)
@@ -107,23 +119,22 @@ def test_output_projection_dropped_and_unknown_keys_raise():
         conv.convert_beit3_state_dict({'foo.weight': torch.ones(1)})
 
 
-def test_cli_writes_loadable_checkpoint(tmp_path):
-    from mmengine.config import Config
-
-    from vlp.registry import MODELS
+def test_cli_writes_a_complete_model(tmp_path):
+    """Without retrieval heads: the BEiT3 pre-training model around the backbone (heads at
+    init, reported), loaded strictly by init_model; its backbone equals torchscale."""
+    from vlp.apis import init_model
     ref = torchscale_beit3()
     src = tmp_path / 'beit3_tiny.pth'
     torch.save({'model': {'beit3.' + k: v for k, v in ref.state_dict().items()}}, src)
-    conv.main([str(src), str(tmp_path / 'out'), '--num-heads', str(HEADS)])
-    cfg = Config.fromfile(str(tmp_path / 'out' / 'config.py'))
-    model = MODELS.build(cfg.model).eval()
-    ckpt = torch.load(tmp_path / 'out' / 'model.pth', weights_only=True)
-    model.load_state_dict(ckpt['state_dict'], strict=True)
+    out = conv.main([str(src), str(tmp_path / 'out'), '--num-heads', str(HEADS)])
+    assert out['model_cfg']['type'] == 'BEiT3'
+    assert any(k.startswith('mlm_head.') for k in out['report'].left_at_init)
+    model = init_model(str(tmp_path / 'out'))
     images, ids, keep, _ = inputs()
     with torch.no_grad():
         r = ref(textual_tokens=ids, visual_tokens=images,
                 text_padding_position=keep == 0)['encoder_out']
-        o = model(images=images, input_ids=ids, attention_mask=keep)
+        o = model.backbone(images=images, input_ids=ids, attention_mask=keep)
     assert (r - torch.cat([o['image_embeds'], o['text_embeds']], 1)).abs().max() <= ATOL
 
 

@@ -151,18 +151,18 @@ def test_hf_clip_tokenizer_files(tmp_path):
 
 
 # -- open_clip ---------------------------------------------------------------------------
-def _oc_cfg(quick_gelu):
+def _oc_cfg(quick_gelu, vocab=100):
     return dict(embed_dim=16, quick_gelu=quick_gelu,
                 vision_cfg=dict(image_size=32, patch_size=8, width=32, layers=2, head_width=16,
                                 mlp_ratio=2.0),
-                text_cfg=dict(context_length=CTX, vocab_size=100, width=32, heads=2, layers=2,
-                              mlp_ratio=2.0))
+                text_cfg=dict(context_length=CTX, vocab_size=vocab, width=32, heads=2,
+                              layers=2, mlp_ratio=2.0))
 
 
-def _oc_model(tmp_path, quick_gelu, seed=0, fmt='ddp'):
+def _oc_model(tmp_path, quick_gelu, seed=0, fmt='ddp', vocab=100):
     import open_clip
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-    cfg = _oc_cfg(quick_gelu)
+    cfg = _oc_cfg(quick_gelu, vocab)
     torch.manual_seed(seed)
     model = open_clip.CLIP(cfg['embed_dim'], vision_cfg=CLIPVisionCfg(**cfg['vision_cfg']),
                            text_cfg=CLIPTextCfg(**cfg['text_cfg']),
@@ -220,8 +220,21 @@ def test_open_clip_parity(tmp_path, quick_gelu, fmt):
 
 def test_open_clip_cli_script(tmp_path):
     """The script runs as a script; by default it copies open_clip's bundled BPE
-    vocabulary and names it in the config; model.pth loads with weights_only=True."""
-    _, cfg_file, ckpt = _oc_model(tmp_path, quick_gelu=True)
+    vocabulary and names it in the config; model.pth loads with weights_only=True. A model
+    whose vocabulary is smaller than the tokenizer's is refused (its ids would not index
+    the embedding), and converts with --no-tokenizer."""
+    (tmp_path / 'small').mkdir()
+    _, cfg_file, ckpt = _oc_model(tmp_path / 'small', quick_gelu=True)
+    cmd = [sys.executable, osp.join(CONVERT, 'open_clip_to_vlp.py'), '--model-config',
+           cfg_file, '--checkpoint', ckpt]
+    bad = subprocess.run(cmd + [str(tmp_path / 'bad')], cwd=str(tmp_path),
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and '49,408 tokens' in bad.stderr, bad.stderr[-2000:]
+    assert 'vocabulary of 100' in bad.stderr and '--no-tokenizer' in bad.stderr
+    subprocess.run(cmd + ['--no-tokenizer', str(tmp_path / 'ids')], check=True,
+                   cwd=str(tmp_path), capture_output=True)
+    assert 'tokenizer' not in (tmp_path / 'ids' / 'config.py').read_text().split('model =')[1]
+    _, cfg_file, ckpt = _oc_model(tmp_path, quick_gelu=True, vocab=49408)
     out = tmp_path / 'vlp'
     subprocess.run([sys.executable, osp.join(CONVERT, 'open_clip_to_vlp.py'),
                     '--model-config', cfg_file, '--checkpoint', ckpt, str(out)],
@@ -330,3 +343,49 @@ def test_parity_detects_a_wrong_mapping(tmp_path):
         vb.norm2.weight.copy_(w1)
     assert (model.encode_text(ids) - want_txt).abs().max() > 1e3 * ATOL
     assert (model.encode_image(images) - want_img).abs().max() > 1e3 * ATOL
+
+
+def test_converted_directory_is_complete_and_its_eval_configs_fit(tmp_path):
+    """What a converter writes runs as it is: ``config.py`` with the model, its tokenizer
+    (open_clip's bundled BPE, the weights' 49,408 tokens) and the test transforms, so
+    ``vlp.apis`` takes raw images and strings; one ``eval_*.py`` per benchmark (zero-shot
+    ImageNet, COCO / Flickr30k retrieval) that tools/test.py accepts with ``model.pth``
+    under its strict key check, with the converted model's test pipeline."""
+    from mmengine.config import Config
+
+    from vlp import apis
+    test_tool = load_tool('test')
+    ref, cfg_file, ckpt = _oc_model(tmp_path, quick_gelu=True, vocab=49408)
+    out = str(tmp_path / 'vlp')
+    res = oc_tool.main(['--model-config', cfg_file, '--checkpoint', ckpt, out])
+    names = sorted(osp.basename(p) for p in res['eval_configs'])
+    assert names == ['eval_retrieval_coco.py', 'eval_retrieval_flickr30k.py',
+                     'eval_zeroshot_imagefolder.py'], names
+    model = apis.init_model(out)
+    assert model.preprocess.size == (32, 32)
+    # raw strings and uint8 images of another size, as open_clip's own transforms would
+    import open_clip
+    tok = open_clip.get_tokenizer('ViT-B-32', context_length=CTX)
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8)
+    with torch.no_grad():
+        want_txt = ref.encode_text(tok(['a photo of a cat', 'a dog']), normalize=True)
+        want_img = ref.encode_image(apis.preprocess(model, images), normalize=True)
+    _assert_close(apis.encode_text(model, ['a photo of a cat', 'a dog']), want_txt)
+    _assert_close(apis.encode_image(model, images), want_img)
+    resize = [t for t in model.cfg.test_pipeline if t['type'] in ('Resize', 'CenterCrop')]
+    assert resize, model.cfg.test_pipeline
+    for path in res['eval_configs']:
+        cfg = Config.fromfile(path)
+        for key in ('model', 'test_dataloader', 'test_evaluator', 'test_cfg'):
+            assert cfg.get(key) is not None, (path, key)
+        pipeline = cfg.test_dataloader.dataset.pipeline
+        assert [t for t in pipeline if t['type'] in ('Resize', 'CenterCrop')] == resize, path
+        test_tool.check_checkpoint(cfg, osp.join(out, 'model.pth'))  # strict: raises if not
+    # and a checkpoint of another model is refused by the same check
+    bad = {k: v for k, v in torch.load(osp.join(out, 'model.pth'),
+                                       weights_only=True)['state_dict'].items()
+           if not k.startswith('text.')}
+    torch.save(bad, tmp_path / 'bad.pth')
+    with pytest.raises(apis.CheckpointMismatchError, match='missing: text.'):
+        test_tool.check_checkpoint(Config.fromfile(res['eval_configs'][0]),
+                                   str(tmp_path / 'bad.pth'))

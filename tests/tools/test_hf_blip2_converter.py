@@ -228,3 +228,27 @@ def test_blip2_default_config():
     assert (v['patch_size'], v['embed_dim'], v['depth'], v['num_heads']) == (14, 1408, 39, 16)
     assert (q['num_query_tokens'], q['encoder_width'], q['cross_attention_freq']) == (
         32, 1408, 2)
+
+
+def test_query_features_through_the_api(tmp_path, hf_blip2):
+    """``vlp.apis.query_features`` on a converted BLIP-2 (uint8 images of another size)
+    equals HF's Q-Former outputs (``get_image_features(...).qformer_outputs``) on the same
+    preprocessed pixels; the written directory holds the evaluation configs."""
+    import os
+
+    from vlp import apis
+    src = tmp_path / 'hf'
+    hf_blip2.save_pretrained(str(src))
+    out = tmp_path / 'vlp'
+    blip2_tool.main([str(src), str(out), '--no-tokenizer'])
+    assert {'eval_caption_coco.py', 'eval_vqa_zeroshot.py'} <= set(os.listdir(out))
+    model = apis.init_model(str(out))
+    assert 'query_features' in apis.supported_tasks(model)
+    images = torch.randint(0, 256, (2, 3, 41, 29), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))
+    got = apis.query_features(model, images)
+    with torch.no_grad():
+        want = hf_blip2.get_image_features(pixel_values=apis.preprocess(model, images),
+                                           return_dict=True).qformer_outputs.last_hidden_state
+    assert got.shape == (2, NQ, Q_WIDTH)
+    assert _err(got, want) <= ATOL and want.abs().max() > 0.1

@@ -8,13 +8,16 @@ models (built in-process, perturbed so that no weight sits at its init; no downl
 - ``BlipForConditionalGeneration``, with HF's tied output layer (through ``main`` from a
   ``save_pretrained`` directory, which omits the tied copies) and untied
   (``tie_word_embeddings=False``, from the in-memory state dict): the decoder's next-token
-  logits and greedy / beam-search captions of ``BLIP.generate`` against HF ``generate``,
+  logits and greedy / beam-search / nucleus (same seed) captions of ``BLIP.generate``, with
+  and without its key/value cache, against HF ``generate``,
   without and with a prompt.
 
 vlp's model is built from the written config and loaded strictly with
 ``vlp.apis.init_model``; outputs agree within 1e-5 (fp32).
 """
+import json
 import math
+import os
 import os.path as osp
 import shutil
 import subprocess
@@ -177,6 +180,55 @@ def test_retrieval_parity(tmp_path, hf_retrieval, vocab_file):
     assert itm.abs().max() > 1e-2  # not a trivially zero comparison
 
 
+def test_enc_token_keep_and_dec_token_id_through_the_api(tmp_path, hf_retrieval,
+                                                         vocab_file):
+    """A checkpoint whose ``bos_token_id`` lies outside the vocabulary is refused with the
+    option to pass; ``--dec-token-id`` names [DEC]; ``--enc-token keep`` encodes the ids as
+    given, so ``vlp.apis.match`` (text in, probabilities out) equals HF's
+    ``BlipForImageTextRetrieval`` on the same pixels and ids; the written directory holds
+    the evaluation configs."""
+    src = tmp_path / 'hf'
+    hf_retrieval.save_pretrained(str(src))
+    cfg_file = src / 'config.json'
+    cfg = json.loads(cfg_file.read_text())
+    cfg['text_config']['bos_token_id'] = VOCAB + 7  # as some exported checkpoints have it
+    cfg_file.write_text(json.dumps(cfg))
+    args = [str(src), str(tmp_path / 'out'), '--vocab-file', vocab_file, '--queue-size',
+            str(QUEUE), '--max-length', '12', '--enc-token', 'keep']
+    with pytest.raises(ValueError, match=r'bos_token_id 49 .*--dec-token-id'):
+        blip_tool.main(args)
+    with pytest.raises(ValueError, match=r'dec 40 != 43 \(--dec-token-id'):
+        blip_tool.main(args + ['--dec-token-id', str(VOCAB + 1)])  # not the vocabulary's
+    out = blip_tool.main(args + ['--dec-token-id', str(DEC)])
+    folder = tmp_path / 'out'
+    assert {'eval_retrieval_coco.py', 'eval_retrieval_flickr30k.py'} <= set(
+        os.listdir(folder))
+    from vlp import apis
+    model = apis.init_model(str(folder))
+    assert model.use_enc_token is False and model.dec_token_id == DEC
+    assert out['report'].dec_token_id == DEC
+    g = torch.Generator().manual_seed(9)
+    images = torch.randint(0, 256, (2, 3, 45, 37), dtype=torch.uint8, generator=g)
+    texts = ['a cat sits on the table', 'two dog runs in grass near the tree', 'a bird']
+    got = apis.match(model, images, texts)
+    pixels = apis.preprocess(model, images)
+    tok = model.tokenize(texts)
+    ids, mask = tok['input_ids'], tok['attention_mask']
+    assert (ids[:, 0] == CLS).all()
+    rows = torch.arange(2).repeat_interleave(3)
+    cols = torch.arange(3).repeat(2)
+    with torch.no_grad():
+        itm = hf_retrieval(input_ids=ids[cols], pixel_values=pixels[rows],
+                           attention_mask=mask[cols], use_itm_head=True).itm_score
+        itc = hf_retrieval(input_ids=ids[cols], pixel_values=pixels[rows],
+                           attention_mask=mask[cols], use_itm_head=False).itm_score
+    want_itm = itm.softmax(-1)[:, 1].view(2, 3)
+    want_itc = itc.diagonal().view(2, 3)
+    _report('apis.match vs HF', dict(itm=_err(got['itm'], want_itm),
+                                     itc=_err(got['itc'], want_itc)))
+    assert (want_itm - want_itm.mean()).abs().max() > 1e-3  # the pairs differ
+
+
 # -- captioning ----------------------------------------------------------------------------
 def _generated_ids(model, images, prompt, **decoding):
     """Captions of ``BLIP.generate`` and the token ids it decoded."""
@@ -235,6 +287,15 @@ def test_captioning_parity(tmp_path, vocab_file, tie):
                              weights_only=True)['state_dict']
         assert all(torch.equal(written[k], fresh[k]) for k in rep.left_at_init)
 
+    # the captioning evaluation beside the weights: BLIP's recipe (configs/blip/
+    # blip_caption_coco.py: its prompt, beam 3, lengths 5-20), strict-loadable
+    from mmengine.config import Config
+    ev = Config.fromfile(str(out / 'eval_caption_coco.py'))
+    assert ev.model.prompt == 'a picture of ' and ev.model.predict_mode == 'caption'
+    assert ev.model.generation_cfg == dict(num_beams=3, max_length=20, min_length=5)
+    assert ev.test_evaluator.type == 'CaptionMetric'
+    load_tool('test').check_checkpoint(ev, res['checkpoint'])
+
     model = _load(str(out))
     assert model.itm_head is None and not model.share_decoder
     assert model.decoder.blocks[0].mlp is not model.text.blocks[0].mlp
@@ -252,20 +313,26 @@ def test_captioning_parity(tmp_path, vocab_file, tie):
     prompt = 'a picture of'
     prompt_ids = torch.tensor([tok.encode(prompt)] * images.shape[0])
     assert prompt_ids[0].tolist() == [CLS, 0 + 5, 1 + 5, 2 + 5, SEP]
-    for name, opts in (('greedy', dict(num_beams=1)), ('beam3', dict(num_beams=3))):
+    # (vlp with its key/value cache, the default, and without: the uncached reference;
+    # nucleus sampling from the same seed: both draw one multinomial per row and step)
+    for name, opts in (('greedy', dict(num_beams=1, do_sample=False)),
+                       ('beam3', dict(num_beams=3, do_sample=False)),
+                       ('nucleus', dict(num_beams=1, do_sample=True, top_p=0.9))):
         for p, hf_ids in (('', None), (prompt, prompt_ids)):
             n_prompt = 1 if hf_ids is None else hf_ids.shape[1] - 1  # [DEC] + prompt
+            torch.manual_seed(7)
             with torch.no_grad():
                 ref = hf.generate(pixel_values=images, input_ids=None if hf_ids is None
-                                  else hf_ids.clone(), max_length=12, min_length=0,
-                                  do_sample=False, **opts)
-            captions, seen = _generated_ids(model, images, p, max_length=12, min_length=0,
-                                            do_sample=False, **opts)
+                                  else hf_ids.clone(), max_length=12, min_length=0, **opts)
             if hf_ids is not None:
                 assert ref[:, 1:n_prompt].tolist() == prompt_ids[:, 1:-1].tolist()
             want_ids = [_trim(r[n_prompt:].tolist()) for r in ref]
-            assert [_trim(s) for s in seen] == want_ids, (name, p)
-            assert captions == [tok.decode(r[n_prompt:]) for r in ref]
+            for use_cache in (True, False):
+                torch.manual_seed(7)
+                captions, seen = _generated_ids(model, images, p, max_length=12, min_length=0,
+                                                use_cache=use_cache, **opts)
+                assert [_trim(s) for s in seen] == want_ids, (name, p, use_cache)
+                assert captions == [tok.decode(r[n_prompt:]) for r in ref]
             assert sum(len(w) for w in want_ids) > 3 * len(want_ids)  # real captions
     _report(f'captioning ({"tied" if tie else "untied"})', errs)
 

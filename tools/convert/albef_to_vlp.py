@@ -10,23 +10,25 @@ Usage::
 ``CHECKPOINT``: a file saved by ALBEF's training scripts (the weights under ``'model'``) or
 a bare state dict, read weights-only unless ``--no-weights-only``. ``--image-res``: the
 resolution the checkpoint was trained at (256 pretraining, 384 fine-tuned); position
-embeddings are never interpolated. Writes ``OUT_DIR/config.py`` and ``OUT_DIR/model.pth``.
+embeddings are never interpolated. Writes into ``OUT_DIR``: ``config.py`` (model, tokenizer,
+ALBEF's test transforms and caption cleaning: ``vlp.apis.init_model(OUT_DIR)``),
+``model.pth`` and, with a tokenizer, ``eval_retrieval_{coco,flickr30k}.py`` (numbers to
+reproduce: docs/model_zoo.md). The tokenizer is checked against the weights' vocabulary.
 Layouts and the key table: ``vlp.convert.formats.albef``.
 """
-import argparse
 from typing import List, Optional
 
 from vlp.convert.cli import (add_drop_keys_arg, add_dtype_arg, add_weights_only_arg,
-                             dtype_arg, print_report)
+                             dtype_arg, make_parser, print_report, print_written)
 from vlp.convert.formats.albef import (ALBEF_FUSION_LAYER, ALBEF_HEADS,  # noqa: F401
                                        ALBEF_TEXT_MAX_LENGTH, albef_model_cfg, convert,
                                        convert_albef, convert_albef_state_dict)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = make_parser(__doc__)
     parser.add_argument('checkpoint', help='ALBEF checkpoint (weights under "model")')
-    parser.add_argument('out_dir', help='output directory (config.py, model.pth)')
+    parser.add_argument('out_dir', help='output directory (config.py, model.pth, eval_*.py)')
     parser.add_argument('--image-res', type=int, default=256,
                         help='training resolution of the checkpoint (ALBEF: 256 pretrain, '
                              '384 fine-tuned; default 256)')
@@ -53,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     rep = out['report']
     print_report(rep, f'{rep.layout} layout, {rep.num_bert_layers} BERT layers split at '
                  f'fusion_layer {rep.fusion_layer}')
-    print(f'wrote {out["config"]} and {out["checkpoint"]}')
+    print_written(out)
     return out
 
 

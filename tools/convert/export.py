@@ -25,15 +25,15 @@ reference model has no place for: listed in the report); every reference key mus
 produced. An architecture the reference cannot express exactly is refused
 (``NotImplementedError`` saying what differs). Tokenizer files are not written.
 """
-import argparse
 from typing import List, Optional
 
 from vlp.convert import EXPORTERS, export
-from vlp.convert.cli import add_dtype_arg, add_weights_only_arg, dtype_arg, print_report
+from vlp.convert.cli import (add_dtype_arg, add_weights_only_arg, dtype_arg, make_parser,
+                             print_report)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = make_parser(__doc__)
     parser.add_argument('--to', required=True, choices=sorted(EXPORTERS),
                         help='the reference format')
     parser.add_argument('config', help='vlp config file of the model')

@@ -8,23 +8,25 @@ Usage::
         [--drop-keys REGEX ...] [--dtype fp32]
 
 ``SRC``: a ``save_pretrained`` folder or one weights file (then ``--config``). Nothing is
-downloaded. Writes ``OUT_DIR/config.py`` and ``OUT_DIR/model.pth``. The key table is in
+downloaded. Writes into ``OUT_DIR``: ``config.py`` (model, tokenizer, test transforms:
+``vlp.apis.init_model(OUT_DIR)``), ``model.pth``, the tokenizer file (checked against the
+weights' vocabulary) and, for a retrieval model, ``eval_retrieval_{coco,flickr30k}.py``
+(numbers to reproduce: docs/model_zoo.md). The key table is in
 ``vlp.convert.formats.vilt``; the way back is ``tools/convert/export.py --to hf_vilt``.
 """
-import argparse
 import os.path as osp
 from typing import List, Optional
 
 from vlp.convert.cli import (add_drop_keys_arg, add_dtype_arg, add_tokenizer_args, dtype_arg,
-                             print_report)
+                             make_parser, print_report, print_written)
 from vlp.convert.formats.vilt import (convert, convert_hf_vilt_state_dict,  # noqa: F401
                                       hf_vilt_model_cfg)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = make_parser(__doc__)
     parser.add_argument('src', help='HF save_pretrained directory, or one weights file')
-    parser.add_argument('out_dir', help='output directory (config.py, model.pth)')
+    parser.add_argument('out_dir', help='output directory (config.py, model.pth, eval_*.py)')
     parser.add_argument('--config', help='config.json of a single weights file')
     add_tokenizer_args(parser, 'default: SRC/vocab.txt when present')
     parser.add_argument('--max-length', type=int, default=None,
@@ -43,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                   drop=args.drop_keys)
     rep = out['report']
     print_report(rep, f"{out['kind']}; tie_mlm_decoder={rep.tie_mlm_decoder}")
-    print(f'wrote {out["config"]} and {out["checkpoint"]}')
+    print_written(out)
     return out
 
 

@@ -9,8 +9,12 @@ Usage::
     python tools/convert/open_clip_coca_to_vlp.py --model-config cfg.json \
         --checkpoint FILE OUT_DIR
 
-As ``open_clip_to_vlp.py`` (same options): writes ``OUT_DIR/config.py`` and
-``OUT_DIR/model.pth`` and copies the tokenizer vocabulary. The key table and the layout
+As ``open_clip_to_vlp.py`` (same options): writes ``OUT_DIR/config.py`` (model,
+tokenizer, test transforms), ``OUT_DIR/model.pth``, ``OUT_DIR/eval_*.py`` (zero-shot
+ImageNet, COCO / Flickr30k retrieval, COCO captioning) and copies the tokenizer vocabulary.
+The vocabulary written is the weights' (the text embedding's rows, checked against
+open_clip's config); a tokenizer with more tokens than that is refused (``--tokenizer`` /
+``--no-tokenizer``). The key table and the layout
 notes are in ``vlp.convert.formats.coca``; the way back is
 ``tools/convert/export.py --to open_clip_coca``.
 """
@@ -23,7 +27,7 @@ from vlp.convert.formats.coca import (convert,  # noqa: F401
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    return open_clip_main(argv, convert, __doc__.split('\n')[0], 'coca_ViT-B-32',
+    return open_clip_main(argv, convert, __doc__, 'coca_ViT-B-32',
                           'open_clip CoCa weights file')
 
 

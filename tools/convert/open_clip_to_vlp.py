@@ -11,9 +11,12 @@ Usage::
 ``torch.save`` state dict (an open_clip training checkpoint too) or OpenAI's TorchScript
 release (its weights are read without running its code; ``--no-weights-only`` loads a
 trusted file with ``torch.jit.load`` / a full unpickle instead). Writes
-``OUT_DIR/config.py`` and ``OUT_DIR/model.pth``; the tokenizer vocabulary (``--tokenizer
-FILE``, by default open_clip's bundled BPE for models with the OpenAI tokenizer) is copied
-and named in the config. The key table is ``vlp.convert.formats.clip.OPEN_CLIP``; the way
+``OUT_DIR/config.py`` (model, tokenizer, open_clip's test transforms:
+``vlp.apis.init_model(OUT_DIR)``), ``OUT_DIR/model.pth`` and ``OUT_DIR/eval_*.py``
+(zero-shot ImageNet, COCO / Flickr30k retrieval for ``tools/test.py``; the numbers to
+reproduce: docs/model_zoo.md); the tokenizer vocabulary (``--tokenizer FILE``, by default
+open_clip's bundled BPE for models with the OpenAI tokenizer) is copied and named in the
+config, and refused when it has more tokens than the weights' vocabulary. The key table is ``vlp.convert.formats.clip.OPEN_CLIP``; the way
 back is ``tools/convert/export.py --to open_clip``.
 """
 from typing import List, Optional
@@ -23,7 +26,7 @@ from vlp.convert.formats.open_clip import convert, open_clip_config_to_vlp  # no
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    return open_clip_main(argv, convert, __doc__.split('\n')[0], 'ViT-B-16',
+    return open_clip_main(argv, convert, __doc__, 'ViT-B-16',
                           'open_clip / OpenAI weights file')
 
 

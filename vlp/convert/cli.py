@@ -1,11 +1,33 @@
 """Command-line pieces the converters in ``tools/convert/`` share."""
 import argparse
 import json
+import os
 from typing import Callable, List, Optional
 
 import torch
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16, 'keep': None}
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of a converter whose ``--help`` shows its whole docstring: the first
+    paragraph as the description, the rest (usage, notes) as the epilog, line breaks kept
+    (a first docstring line alone was cut mid-sentence)."""
+    head, _, rest = doc.strip().partition('\n\n')
+    return argparse.ArgumentParser(description=head, epilog=rest.strip() or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_token_id_args(parser, *names: str) -> None:
+    """``--<name>-token-id`` options (validated against the vocabulary by the converter)."""
+    helps = dict(
+        eot='id of the token whose state the text tower pools (default: from the source '
+            'config; none: argmax of the ids)',
+        enc='[ENC] id (default: the tokenizer\'s [ENC], else [DEC] + 1)',
+        dec='[DEC] id, the caption decoder\'s first token (default: the HF text config\'s '
+            'bos_token_id)')
+    for name in names:
+        parser.add_argument(f'--{name}-token-id', type=int, default=None, help=helps[name])
 
 
 def dtype_arg(name: str) -> Optional[torch.dtype]:
@@ -46,7 +68,7 @@ def print_report(report, *lines: str) -> None:
 def open_clip_main(argv: Optional[List[str]], convert_fn: Callable, description: str,
                    example_model: str, weights_help: str) -> dict:
     """The command line of the open_clip converters (CLIP and CoCa)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = make_parser(description)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--model-name', help=f"open_clip model name, e.g. '{example_model}'")
     src.add_argument('--model-config', help='open_clip model config JSON file')
@@ -59,6 +81,7 @@ def open_clip_main(argv: Optional[List[str]], convert_fn: Callable, description:
     tok.add_argument('--no-tokenizer', action='store_true', help='no tokenizer in the config')
     parser.add_argument('--mean', type=float, nargs=3, help='image mean, 0-1 scale')
     parser.add_argument('--std', type=float, nargs=3, help='image std, 0-1 scale')
+    add_token_id_args(parser, 'eot')
     add_dtype_arg(parser)
     add_weights_only_arg(parser)
     args = parser.parse_args(argv)
@@ -73,6 +96,15 @@ def open_clip_main(argv: Optional[List[str]], convert_fn: Callable, description:
     out = convert_fn(model_cfg, args.checkpoint, args.out_dir,
                      tokenizer=None if args.no_tokenizer else args.tokenizer,
                      dtype=dtype_arg(args.dtype), mean=args.mean, std=args.std,
-                     model_name=args.model_name or '', weights_only=not args.no_weights_only)
-    print(f'wrote {out["config"]} and {out["checkpoint"]}')
+                     model_name=args.model_name or '', weights_only=not args.no_weights_only,
+                     eot_token_id=args.eot_token_id)
+    print_written(out)
     return out
+
+
+def print_written(out: dict) -> None:
+    """The converters' last lines: what was written and how to use it."""
+    print(f'wrote {out["config"]} and {out["checkpoint"]}')
+    for path in out.get('eval_configs') or []:
+        print(f'  evaluate: python tools/test.py {path} {out["checkpoint"]}')
+    print(f'  use: vlp.apis.init_model({os.path.dirname(out["config"])!r})')

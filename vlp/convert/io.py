@@ -229,29 +229,90 @@ def config_header(tool: str, source: str, what: str = 'CLIP', extra: str = '') -
     """Comment block at the top of a written config."""
     return (f'# vlp {what} converted by tools/convert/{tool} from {source}\n'
             + (f'# {extra}\n' if extra else '')
-            + '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n'
+            + '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
             '# Paths containing {{ fileDirname }} resolve to this directory.\n')
 
 
+def build_tokenizer(tok_cfg: Mapping, files: Sequence[str] = ()):
+    """The tokenizer of a config about to be written: its ``{{ fileDirname }}/<name>``
+    paths read from ``files`` (the originals of the copies)."""
+    import vlp.datasets  # noqa: F401  (registers the tokenizers)
+    from vlp.registry import TOKENIZERS
+    by_name = {osp.basename(f): f for f in files}
+    cfg = {}
+    for k, v in dict(tok_cfg).items():
+        if isinstance(v, str) and v.startswith('{{ fileDirname }}/'):
+            v = by_name.get(v[len('{{ fileDirname }}/'):], v)
+        cfg[k] = v
+    return TOKENIZERS.build(cfg)
+
+
+def check_token_ids(vocab_size: int, what: str, **ids: Optional[int]) -> None:
+    """Every given special token id lies in ``[0, vocab_size)``; the error names the
+    ``--<name>-token-id`` option that sets it."""
+    for name, tid in ids.items():
+        if tid is None:
+            continue
+        if not 0 <= int(tid) < int(vocab_size):
+            opt = '--' + name.replace('_', '-')
+            raise ValueError(f'{what}: {name} {tid} lies outside the vocabulary of {vocab_size} '
+                             f'tokens: pass {opt} with the id the weights were trained with')
+
+
+def check_tokenizer_vocab(tok, vocab_size: int, source: str, what: str = 'the model') -> None:
+    """The tokenizer's ids all index the model's word embeddings (its vocabulary is not
+    larger than the model's, its special tokens inside): else a ``ValueError`` saying what to
+    pass (a ``tokenizer.encode`` would otherwise end in an ``IndexError`` at the
+    embedding)."""
+    n = int(tok.vocab_size)
+    if n > int(vocab_size):
+        raise ValueError(
+            f'the tokenizer {source} has {n:,} tokens but {what} has a vocabulary of '
+            f'{int(vocab_size):,} (its word embeddings): texts would hit ids the weights do not '
+            'have. Pass the tokenizer the weights were trained with (--tokenizer / '
+            '--vocab-file / --tokenizer-file) or --no-tokenizer (then give token ids)')
+    ids = {k: v for k, v in getattr(tok, 'special_token_ids', {}).items() if v is not None}
+    bad = {k: v for k, v in ids.items() if not 0 <= v < int(vocab_size)}
+    if bad:
+        raise ValueError(f'the tokenizer {source}: special tokens {bad} lie outside the '
+                         f'vocabulary of {int(vocab_size)} tokens of {what}')
+
+
 def save_vlp(out_dir: str, model_cfg: dict, state_dict: Mapping[str, torch.Tensor],
-             meta: Dict[str, Any], header: str, copy_files: Sequence[str] = ()
-             ) -> Tuple[str, str]:
-    """Write ``out_dir/config.py`` (``default_scope='vlp'`` and ``model``) and
-    ``out_dir/model.pth`` (``{'state_dict', 'meta'}``, loadable with ``weights_only=True``);
-    copy ``copy_files`` (tokenizer files) into ``out_dir``. Returns the two paths."""
+             meta: Dict[str, Any], header: str, copy_files: Sequence[str] = (),
+             pipelines: Optional[Mapping[str, list]] = None) -> Tuple[str, str]:
+    """Write ``out_dir/config.py`` (``default_scope='vlp'``, ``model`` and the
+    ``pipelines``: ``image_pipeline`` / ``test_pipeline``, the reference implementation's
+    test transforms) and ``out_dir/model.pth`` (``{'state_dict', 'meta'}``, loadable with
+    ``weights_only=True``); copy ``copy_files`` (tokenizer files) into ``out_dir``; write
+    the evaluation configs of the family
+    (:func:`vlp.convert.eval_configs.write_eval_configs`). Returns the two paths."""
+    from .eval_configs import write_eval_configs
     for k, v in meta.items():
         if not isinstance(v, (str, int)) or isinstance(v, bool):
             raise TypeError(f'meta[{k!r}] must be a str or int, got {type(v).__name__}')
     os.makedirs(out_dir, exist_ok=True)
     for f in copy_files:
         shutil.copy(f, osp.join(out_dir, osp.basename(f)))
+    evals = write_eval_configs(out_dir, model_cfg, pipelines) if pipelines else []
+    if evals:
+        header = header.rstrip() + '\n# Evaluation configs (tools/test.py EVAL model.pth): ' + \
+            ', '.join(osp.basename(e) for e in evals) + '; docs/model_zoo.md.\n'
     cfg_path = osp.join(out_dir, 'config.py')
+    body = "\ndefault_scope = 'vlp'\n\nmodel = " + format_py(model_cfg) + '\n'
+    for name, value in (pipelines or {}).items():
+        body += f'{name} = ' + format_py(value) + '\n'
     with open(cfg_path, 'w') as f:
-        f.write(header.rstrip() + "\ndefault_scope = 'vlp'\n\nmodel = "
-                + format_py(model_cfg) + '\n')
+        f.write(header.rstrip() + body)
     ckpt_path = osp.join(out_dir, 'model.pth')
     torch.save({'state_dict': dict(state_dict), 'meta': dict(meta)}, ckpt_path)
     return cfg_path, ckpt_path
+
+
+def written_eval_configs(out_dir: str) -> List[str]:
+    """The ``eval_*.py`` configs :func:`save_vlp` wrote into ``out_dir``."""
+    import glob
+    return sorted(glob.glob(osp.join(glob.escape(out_dir), 'eval_*.py')))
 
 
 def _save_safetensors(state: Mapping[str, torch.Tensor], path: str) -> None:

@@ -37,8 +37,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 
 from ..arch import mlp_ratio_of
-from ..io import (NO_WEIGHTS_ONLY_HINT, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict,
-                  check_state_dict, mean_std_255, read_checkpoint, save_vlp, strip_prefix)
+from ..eval_configs import image_pipeline, pipeline_vars
+from ..io import (NO_WEIGHTS_ONLY_HINT, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, build_tokenizer,
+                  cast_state_dict, check_state_dict, check_tokenizer_vocab, mean_std_255,
+                  read_checkpoint, save_vlp, strip_prefix, written_eval_configs)
 from ..rules import TRANSPOSE, ConversionReport, Fn, Rename, Rule, Tied, convert_state_dict
 from .bert import bert
 
@@ -289,6 +291,11 @@ def convert(checkpoint: str, out_dir: str, image_res: int = 256,
                if tokenizer is not None else None)
     model_cfg = albef_model_cfg(state, image_res, report.layout, vision_heads, text_heads,
                                 tok_cfg)
+    if tok_cfg is not None:
+        check_tokenizer_vocab(build_tokenizer(tok_cfg, [tokenizer]), vocab, tokenizer)
+    # ALBEF's test transform (a square bicubic resize) and caption cleaning
+    pipelines = pipeline_vars(model_cfg, image_pipeline(image_res),
+                              clean=dict(max_words=30, style='albef'))
     state = cast_state_dict(state, dtype)
     check_state_dict(model_cfg, state)
     meta = dict(source=f'salesforce/ALBEF ({report.layout} layout)',
@@ -298,8 +305,10 @@ def convert(checkpoint: str, out_dir: str, image_res: int = 256,
     header = (f'# vlp ALBEF converted by tools/convert/albef_to_vlp.py from {checkpoint}\n'
               f'# ({report.layout} layout, image_res {image_res}, fusion_layer '
               f'{report.fusion_layer}).\n'
-              '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n'
+              '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
               '# Paths containing {{ fileDirname }} resolve to this directory.\n')
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, state, meta, header,
-                                   copy_files=[tokenizer] if tokenizer is not None else [])
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=report)
+                                   copy_files=[tokenizer] if tokenizer is not None else [],
+                                   pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=report,
+                eval_configs=written_eval_configs(out_dir))

@@ -33,9 +33,18 @@ projections nor ITM head. The momentum twins copy the online weights. On export 
 parts are dropped (``not_exported``): a BLIP is exported as a retrieval or a captioning
 model (``kind``).
 
-Special tokens: ``dec_token_id`` is the text config's ``bos_token_id`` ([DEC]);
-``enc_token_id`` ([ENC]) is not in HF's config: given, else the id of ``[ENC]`` in the
-vocabulary, else ``bos_token_id + 1`` (BLIP's vocabulary).
+Special tokens: ``dec_token_id`` ([DEC], the caption decoder's first token) is given
+(``--dec-token-id``), else the text config's ``bos_token_id``; ``enc_token_id`` ([ENC]) is
+not in HF's config: given (``--enc-token-id``), else the id of ``[ENC]`` in the vocabulary,
+else ``[DEC] + 1`` (BLIP's vocabulary). Both must lie inside the vocabulary (an error names
+the option otherwise).
+
+[ENC] (``--enc-token``): BLIP's code replaces the first token of the image-grounded
+encoder's input ([CLS]) with [ENC] (ITM, ``fused_features``); HF's
+``BlipForImageTextRetrieval`` encodes the ids it is given. ``'replace'`` (default,
+``use_enc_token=True``) is BLIP's behaviour, with which the weights were trained;
+``'keep'`` (``use_enc_token=False``) reproduces HF's outputs exactly for the same ids
+(tests/tools/test_hf_blip_converter.py checks both).
 """
 import os.path as osp
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
@@ -43,9 +52,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import torch
 
 from ..arch import hf_activation, map_activation, mlp_ratio_of, part_args, require, square, vit_arch
-from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict, hf_expected,
-                  mean_std_01, mean_std_255, read_hf_source, save_vlp, vlp_expected,
-                  write_hf_folder)
+from ..eval_configs import image_pipeline, pipeline_vars
+from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict, check_token_ids,
+                  hf_expected, mean_std_01, mean_std_255, read_hf_source, save_vlp,
+                  vlp_expected, write_hf_folder, written_eval_configs)
 from ..rules import (Add, ConversionReport, Copy, Rename, Rule, convert_state_dict, nest,
                      summarize)
 from .bert import bert
@@ -175,9 +185,10 @@ def text_cfg(tc, cross_dim: int) -> dict:
                 cross_attention_layers='all', cross_attention_dim=cross_dim)
 
 
-def hf_blip_model_cfg(config, kind: str, enc_token_id: int, tie_lm_head: bool = True,
+def hf_blip_model_cfg(config, kind: str, enc_token_id: Optional[int], tie_lm_head: bool = True,
                       tokenizer: Optional[dict] = None, mean=None, std=None,
-                      queue_size: int = BLIP_QUEUE_SIZE, prompt: str = '') -> dict:
+                      queue_size: int = BLIP_QUEUE_SIZE, prompt: str = '',
+                      dec_token_id: Optional[int] = None, use_enc_token: bool = True) -> dict:
     """vlp ``BLIP`` config for a HF ``BlipConfig`` (or its dict) and model ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'retrieval' or 'captioning', got {kind!r}")
@@ -212,7 +223,9 @@ def hf_blip_model_cfg(config, kind: str, enc_token_id: int, tie_lm_head: bool = 
         itc=dict(type='ContrastiveLoss', temperature=0.07, min_logit_scale=2.0,
                  max_logit_scale=1000.0),
         queue_size=queue_size, queue_ids=kind == 'retrieval', alpha=0.4,
-        enc_token_id=int(enc_token_id), dec_token_id=int(tc.bos_token_id))
+        enc_token_id=None if enc_token_id is None else int(enc_token_id),
+        dec_token_id=int(tc.bos_token_id if dec_token_id is None else dec_token_id),
+        use_enc_token=bool(use_enc_token))
     if tokenizer is not None:
         model['tokenizer'] = tokenizer
     return model
@@ -228,15 +241,23 @@ def tokenizer_cfg(path: str, max_length: int = BLIP_TEXT_MAX_LENGTH) -> dict:
 
 
 def special_token_ids(config, tokenizer: Optional[str] = None,
-                      enc_token_id: Optional[int] = None) -> Tuple[int, int]:
-    """``(enc_token_id, dec_token_id)`` (see the module docstring).
+                      enc_token_id: Optional[int] = None, dec_token_id: Optional[int] = None,
+                      use_enc_token: bool = True) -> Tuple[Optional[int], int]:
+    """``(enc_token_id, dec_token_id)`` (see the module docstring); ``enc_token_id`` is
+    ``None`` without ``use_enc_token`` when neither given nor in the vocabulary.
 
     Raises:
         ValueError: the tokenizer disagrees with the HF config (vocabulary size, [DEC],
-            [SEP], [PAD], [ENC] ids) or an id is outside the vocabulary.
+            [SEP], [PAD], [ENC] ids) or an id is outside the vocabulary (the message names
+            ``--dec-token-id`` / ``--enc-token-id``).
     """
     tc = _as_hf_config(config).text_config
-    dec, vocab = int(tc.bos_token_id), int(tc.vocab_size)
+    vocab = int(tc.vocab_size)
+    dec = int(tc.bos_token_id if dec_token_id is None else dec_token_id)
+    if dec_token_id is None and not 0 <= dec < vocab:
+        raise ValueError(f'the HF text config\'s bos_token_id {dec} ([DEC]) lies outside the '
+                         f'vocabulary of {vocab} tokens: pass --dec-token-id with the id of '
+                         '[DEC] the weights were trained with')
     if tokenizer is not None:
         from vlp.datasets.tokenizers import BertTokenizer
         src = (dict(tokenizer_file=tokenizer) if tokenizer.endswith('.json')
@@ -252,14 +273,17 @@ def special_token_ids(config, tokenizer: Optional[str] = None,
         if bad:
             raise ValueError(f'{tokenizer} (with [DEC], [ENC] added when missing) disagrees '
                              f'with the HF config: ' + ', '.join(
-                                 f'{k} {a} != {b}' for k, (a, b) in bad.items()))
+                                 f'{k} {a} != {b}' for k, (a, b) in bad.items())
+                             + ' (--dec-token-id / --enc-token-id set the ids)')
         enc_token_id = tok.token_to_id('[ENC]')
-    enc = dec + 1 if enc_token_id is None else int(enc_token_id)
-    for name, i in (('[DEC]', dec), ('[ENC]', enc)):
-        if not 0 <= i < vocab:
-            raise ValueError(f'{name} id {i} outside the vocabulary of {vocab} tokens')
+    enc = enc_token_id
+    if enc is None and (use_enc_token or dec + 1 < vocab):
+        enc = dec + 1
+    ids = dict(dec_token_id=dec, enc_token_id=enc if use_enc_token or
+               enc_token_id is not None else None)
+    check_token_ids(vocab, 'BLIP', **ids)
     if enc == dec:
-        raise ValueError(f'[ENC] and [DEC] share the id {enc}')
+        raise ValueError(f'[ENC] and [DEC] share the id {enc}: pass --enc-token-id')
     return enc, dec
 
 
@@ -267,18 +291,20 @@ def special_token_ids(config, tokenizer: Optional[str] = None,
 def convert_hf_blip(sd: Mapping[str, torch.Tensor], config, tokenizer: Optional[str] = None,
                     enc_token_id: Optional[int] = None, max_length: int = BLIP_TEXT_MAX_LENGTH,
                     queue_size: int = BLIP_QUEUE_SIZE, prompt: str = '', mean=None, std=None,
-                    drop: Iterable[str] = (), seed: int = 0
+                    drop: Iterable[str] = (), seed: int = 0,
+                    dec_token_id: Optional[int] = None, use_enc_token: bool = True
                     ) -> Tuple[Dict[str, torch.Tensor], dict, ConversionReport]:
     """HF BLIP state dict + ``BlipConfig`` (or dict) -> (complete vlp state dict, vlp model
     config, report). Parts the source lacks take the values of a vlp model built from the
     config under ``torch.manual_seed(seed)``; the momentum twins copy the online weights."""
     kind = detect_kind(sd)
-    enc, dec = special_token_ids(config, tokenizer, enc_token_id)
+    enc, dec = special_token_ids(config, tokenizer, enc_token_id, dec_token_id,
+                                 use_enc_token)
     tok_cfg = tokenizer_cfg(tokenizer, max_length) if tokenizer is not None else None
     model_cfg = hf_blip_model_cfg(config, kind, enc, kind == 'retrieval' or _lm_tied(sd),
-                                  tok_cfg, mean, std, queue_size, prompt)
+                                  tok_cfg, mean, std, queue_size, prompt, dec, use_enc_token)
     state, rep = convert_hf_blip_state_dict(sd, drop, vlp_expected(model_cfg, seed))
-    rep.info.update(enc_token_id=enc, dec_token_id=dec)
+    rep.info.update(enc_token_id=enc, dec_token_id=dec, use_enc_token=use_enc_token)
     return state, model_cfg, rep
 
 
@@ -286,23 +312,33 @@ def convert(src: Union[str, Mapping[str, torch.Tensor]], out_dir: str, config=No
             tokenizer: Optional[str] = None, enc_token_id: Optional[int] = None,
             max_length: int = BLIP_TEXT_MAX_LENGTH, queue_size: int = BLIP_QUEUE_SIZE,
             prompt: str = '', dtype: Optional[torch.dtype] = torch.float32,
-            drop: Iterable[str] = (), seed: int = 0) -> dict:
+            drop: Iterable[str] = (), seed: int = 0, dec_token_id: Optional[int] = None,
+            use_enc_token: bool = True) -> dict:
     """Convert a HF ``save_pretrained`` folder (or a state dict with its ``config``);
     returns the written paths, the model config and the report."""
     sd, config, mean, std, source_path = read_hf_source(src, config)
     state, model_cfg, rep = convert_hf_blip(sd, config, tokenizer, enc_token_id, max_length,
-                                            queue_size, prompt, mean, std, drop, seed)
+                                            queue_size, prompt, mean, std, drop, seed,
+                                            dec_token_id, use_enc_token)
+    # BLIP's test transform (HF's BlipImageProcessor: a square bicubic resize) and caption
+    # cleaning (BLIP's pre_caption)
+    pipelines = pipeline_vars(model_cfg, image_pipeline(model_cfg['vision']['img_size']),
+                              clean=dict(max_words=30, style='blip'))
     hf_name = HF_CLASSES[rep.kind]
     meta = dict(source=f'transformers.{hf_name}', source_path=source_path,
                 converter='tools/convert/hf_blip_to_vlp.py', kind=rep.kind)
     header = (f'# vlp BLIP converted by tools/convert/hf_blip_to_vlp.py from {source_path}\n'
               f'# (transformers {hf_name}). Left at init: '
               f'{summarize(rep.left_at_init) or "nothing"}.\n'
-              '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n'
+              f'# [ENC]: use_enc_token={use_enc_token} ('
+              + ('BLIP\'s code' if use_enc_token else 'HF\'s: the ids as given') + ').\n'
+              '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
               '# Paths containing {{ fileDirname }} resolve to this directory.\n')
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, cast_state_dict(state, dtype), meta,
-                                   header, copy_files=[tokenizer] if tokenizer else [])
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=rep)
+                                   header, copy_files=[tokenizer] if tokenizer else [],
+                                   pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=rep,
+                eval_configs=written_eval_configs(out_dir))
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -33,13 +33,18 @@ built with ``final_norm=False``, or the ViT's final norm with ``ln_vision=False`
 when they differ). HF places the visual prompts at ``image_token_index`` placeholders.
 """
 import copy
+import os
+import os.path as osp
+import shutil
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..arch import map_activation, part_args, require
-from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict, hf_expected,
-                  mean_std_255, read_hf_source, save_vlp, write_hf_folder)
+from ..eval_configs import image_pipeline
+from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict, check_token_ids,
+                  check_tokenizer_vocab, hf_expected, mean_std_255, read_hf_source, save_vlp,
+                  write_hf_folder, written_eval_configs)
 from ..rules import (Add, ConversionReport, Copy, Drop, Merge, Rename, Rule,
                      convert_state_dict, nest, summarize)
 from .bert import bert_layer
@@ -190,23 +195,66 @@ def convert_hf_blip2(sd: Mapping[str, torch.Tensor], config, post_layernorm: str
     return state, model_cfg, rep
 
 
+#: the files of a HF tokenizer folder (``save_pretrained``)
+TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
+                   'vocab.json', 'merges.txt', 'tokenizer.model', 'spiece.model',
+                   'sentencepiece.bpe.model', 'added_tokens.json')
+
+
+def tokenizer_files(folder: str) -> List[str]:
+    """The tokenizer files of a HF folder (empty without a ``tokenizer_config.json``)."""
+    if not osp.isfile(osp.join(folder, 'tokenizer_config.json')):
+        return []
+    return [osp.join(folder, n) for n in TOKENIZER_FILES if osp.isfile(osp.join(folder, n))]
+
+
+def check_lm_tokenizer(folder: str, vocab_size: int) -> None:
+    """The LLM tokenizer of ``folder`` fits the LM's embedding rows (its special ids too)."""
+    from vlp.datasets.tokenizers import LMTokenizer
+    tok = LMTokenizer(pretrained=folder)
+    check_tokenizer_vocab(tok, vocab_size, folder, 'the language model')
+    check_token_ids(vocab_size, folder, bos_token_id=tok.bos_token_id,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+
 def convert(src: Union[str, Mapping[str, torch.Tensor]], out_dir: str, config=None,
             post_layernorm: str = 'ln_vision', prompt: str = '',
             dtype: Optional[torch.dtype] = torch.float32, drop: Iterable[str] = (),
-            seed: int = 0) -> dict:
-    """Convert a HF ``save_pretrained`` folder (or a state dict with its ``config``)."""
+            seed: int = 0, tokenizer: Optional[str] = 'auto') -> dict:
+    """Convert a HF ``save_pretrained`` folder (or a state dict with its ``config``).
+    ``tokenizer``: a folder holding the LLM's tokenizer files (``'auto'``: the source
+    folder's, when it has them; ``None``: none), copied to ``out_dir/tokenizer`` and named
+    in the config (``LMTokenizer``) after a check against the LM's vocabulary."""
     sd, config, mean, std, source_path = read_hf_source(src, config)
     state, model_cfg, rep = convert_hf_blip2(sd, config, post_layernorm, prompt, mean, std,
                                              drop, seed)
+    if tokenizer == 'auto':
+        tokenizer = src if isinstance(src, str) and tokenizer_files(src) else None
+    files = tokenizer_files(tokenizer) if tokenizer else []
+    if tokenizer and not files:
+        raise FileNotFoundError(f'{tokenizer} holds no HF tokenizer (tokenizer_config.json)')
+    if files:
+        check_lm_tokenizer(tokenizer, _as_hf_config(config).text_config.vocab_size)
+        model_cfg['tokenizer'] = dict(type='LMTokenizer',
+                                      pretrained='{{ fileDirname }}/tokenizer')
+    # HF's Blip2Processor: a square bicubic resize (BlipImageProcessor)
+    size = model_cfg['vision']['img_size']
+    pipelines = dict(image_pipeline=image_pipeline(size if isinstance(size, int) else size[0]))
     meta = dict(source='transformers.Blip2ForConditionalGeneration', source_path=source_path,
                 converter='tools/convert/hf_blip2_to_vlp.py', post_layernorm=post_layernorm)
     header = (f'# vlp BLIP2LM converted by tools/convert/hf_blip2_to_vlp.py from '
               f'{source_path}\n# (transformers Blip2ForConditionalGeneration / Blip2Model). '
               f'Left at init: {summarize(rep.left_at_init) or "nothing"}.\n'
-              '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n')
+              '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
+              '# Paths containing {{ fileDirname }} resolve to this directory.\n')
+    if files:
+        os.makedirs(osp.join(out_dir, 'tokenizer'), exist_ok=True)
+        for f in files:
+            shutil.copy(f, osp.join(out_dir, 'tokenizer', osp.basename(f)))
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, cast_state_dict(state, dtype), meta,
-                                   header)
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=rep)
+                                   header, pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=rep,
+                eval_configs=written_eval_configs(out_dir))
 
 
 # -- export -----------------------------------------------------------------------------------

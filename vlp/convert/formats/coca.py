@@ -40,7 +40,8 @@ import torch
 
 from ..arch import part_args, require
 from ..io import (NO_WEIGHTS_ONLY_HINT, cast_state_dict, config_header, mean_std_01,
-                  read_checkpoint, save_vlp, vlp_expected, write_open_clip_folder)
+                  read_checkpoint, save_vlp, vlp_expected, write_open_clip_folder,
+                  written_eval_configs)
 from ..rules import (SCALAR, TRANSPOSE, Drop, Fuse, Rename, Rule, Split, convert_state_dict,
                      nest)
 from .clip import (OPEN_CLIP_BLOCK, OPEN_CLIP_VIT, ClipArch, TowerArch, build_model_cfg,
@@ -148,16 +149,29 @@ def open_clip_coca_config_to_vlp(model_cfg: Mapping, tokenizer: Optional[dict] =
 
 def convert(model_cfg: Mapping, checkpoint: str, out_dir: str,
             tokenizer: Optional[str] = 'auto', dtype: Optional[torch.dtype] = torch.float32,
-            mean=None, std=None, model_name: str = '', weights_only: bool = True) -> dict:
+            mean=None, std=None, model_name: str = '', weights_only: bool = True,
+            eot_token_id: Optional[int] = None) -> dict:
     """Convert an open_clip CoCa checkpoint (arguments as
-    :func:`vlp.convert.formats.open_clip.convert`)."""
+    :func:`vlp.convert.formats.open_clip.convert`). The vocabulary written is the weights'
+    (the text embedding's rows; open_clip's config must agree); a tokenizer with more
+    tokens than that is refused (``ValueError``: ``--tokenizer`` / ``--no-tokenizer``)."""
+    from .hf_clip import finish_clip_cfg
     model = open_clip_coca_config_to_vlp(model_cfg, None, mean, std)
+    if eot_token_id is not None:
+        model['text']['eot_token_id'] = int(eot_token_id)
+    sd = read_checkpoint(checkpoint, weights_only, opt_out=NO_WEIGHTS_ONLY_HINT)
+    emb = sd.get('text.token_embedding.weight')
+    vocab = model['text']['vocab_size']
+    if emb is not None and emb.shape[0] != vocab:
+        raise ValueError(f'{checkpoint}: the text embedding has {emb.shape[0]:,} rows but the '
+                         f'open_clip config says vocab_size={vocab:,}: convert with the '
+                         'config the weights were trained with (--model-config)')
     if tokenizer == 'auto':
         tokenizer = default_tokenizer_file(model_cfg)
     files = [tokenizer] if tokenizer else []
     if files:
         model['tokenizer'] = tokenizer_cfg(files, model['text']['context_length'])
-    sd = read_checkpoint(checkpoint, weights_only, opt_out=NO_WEIGHTS_ONLY_HINT)
+    pipelines = finish_clip_cfg(model, files, model_name or checkpoint)
     state, report = convert_state_dict(sd, OPEN_CLIP_COCA, expected=vlp_expected(model),
                                        what='the vlp model')
     meta = dict(source='open_clip.CoCa', source_path=osp.abspath(checkpoint),
@@ -165,8 +179,9 @@ def convert(model_cfg: Mapping, checkpoint: str, out_dir: str,
                 open_clip_config=json.dumps(plain(model_cfg), sort_keys=True))
     header = config_header('open_clip_coca_to_vlp.py', model_name or checkpoint, 'CoCa')
     cfg_path, ckpt_path = save_vlp(out_dir, model, cast_state_dict(state, dtype), meta,
-                                   header, copy_files=files)
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model, report=report)
+                                   header, copy_files=files, pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model, report=report,
+                eval_configs=written_eval_configs(out_dir))
 
 
 # -- export ---------------------------------------------------------------------------------

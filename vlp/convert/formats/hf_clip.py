@@ -11,15 +11,18 @@ Export: a vlp CLIP (a CLIP-style ViT, the causal text transformer, bias-free pro
 -> a folder with ``config.json`` + ``model.safetensors`` (+ ``preprocessor_config.json``)
 that ``transformers.CLIPModel.from_pretrained`` loads.
 """
+import dataclasses
 import os.path as osp
 from typing import Dict, List, Mapping, Optional
 
 import torch
 
 from ..arch import hf_activation, map_activation, mlp_ratio_of
-from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict, config_header,
-                  hf_expected, hf_image_stats, read_hf_weights, read_json, save_vlp,
-                  vlp_expected, write_hf_folder)
+from ..eval_configs import image_pipeline, pipeline_vars
+from ..io import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, build_tokenizer, cast_state_dict,
+                  check_token_ids, check_tokenizer_vocab, config_header, hf_expected,
+                  hf_image_stats, read_hf_weights, read_json, save_vlp, vlp_expected,
+                  write_hf_folder, written_eval_configs)
 from ..rules import convert_state_dict
 from .clip import (HF_CLIP, ClipArch, TowerArch, build_model_cfg, tokenizer_cfg,
                    vlp_clip_arch)
@@ -79,21 +82,58 @@ def _tokenizer_files(src_dir: str) -> List[str]:
     return []
 
 
+def clip_image_pipeline(src_dir: str, image_size: int) -> list:
+    """The test transforms of a HF CLIP folder (``preprocessor_config.json``: resize the
+    shorter side, centre crop; CLIP's ``preprocess``)."""
+    pre = read_json(osp.join(src_dir, 'preprocessor_config.json')) or {}
+    size = pre.get('size') or {}
+    short = size.get('shortest_edge', image_size) if isinstance(size, dict) else size
+    crop = pre.get('crop_size') or {}
+    crop = crop.get('height', image_size) if isinstance(crop, dict) else (crop or image_size)
+    if short != image_size or crop != image_size:
+        return [dict(type='LoadImage'), dict(type='Resize', size=int(short),
+                                             interpolation='bicubic'),
+                dict(type='CenterCrop', size=int(crop)), dict(type='ToTensor')]
+    return image_pipeline(image_size, 'shorter')
+
+
+def finish_clip_cfg(model_cfg: dict, files: List[str], source: str,
+                    images: Optional[list] = None) -> dict:
+    """Check the tokenizer against the weights' vocabulary and the pooled token id; return
+    the config's pipelines (CLIP's test transforms, the tokenizer)."""
+    text = model_cfg['text']
+    check_token_ids(text['vocab_size'], source, eot_token_id=text.get('eot_token_id'))
+    if model_cfg.get('tokenizer') is not None:
+        tok = build_tokenizer(model_cfg['tokenizer'], files)
+        check_tokenizer_vocab(tok, text['vocab_size'], ', '.join(files), 'the text tower')
+    if images is None:  # open_clip's preprocess: shorter side, centre crop, bicubic
+        images = image_pipeline(model_cfg['vision']['img_size'], 'shorter')
+    return pipeline_vars(model_cfg, images)
+
+
 def convert(src_dir: str, out_dir: str, tokenizer: bool = True,
-            dtype: Optional[torch.dtype] = torch.float32) -> dict:
-    """Convert a HF ``save_pretrained`` folder; returns the written paths and config."""
+            dtype: Optional[torch.dtype] = torch.float32,
+            eot_token_id: Optional[int] = None) -> dict:
+    """Convert a HF ``save_pretrained`` folder; returns the written paths and config.
+    ``eot_token_id``: the id whose state the text tower pools (default: from the HF
+    config: its ``eos_token_id``, or argmax pooling for the legacy 2)."""
     arch = hf_clip_arch(read_json(osp.join(src_dir, 'config.json')), *hf_image_stats(src_dir))
+    if eot_token_id is not None:
+        arch = dataclasses.replace(arch, eot_token_id=int(eot_token_id))
     files = _tokenizer_files(src_dir) if tokenizer else []
     tok_cfg = tokenizer_cfg(files, arch.context_length) if files else None
     model_cfg = build_model_cfg(arch, tok_cfg)
+    pipelines = finish_clip_cfg(model_cfg, files, src_dir,
+                                clip_image_pipeline(src_dir, arch.image_size))
     state, report = convert_state_dict(read_hf_weights(src_dir), HF_CLIP,
                                        expected=vlp_expected(model_cfg), what='the vlp model')
     meta = dict(source='transformers.CLIPModel', source_path=osp.abspath(src_dir),
                 converter='tools/convert/hf_clip_to_vlp.py')
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, cast_state_dict(state, dtype), meta,
                                    config_header('hf_clip_to_vlp.py', src_dir),
-                                   copy_files=files)
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=report)
+                                   copy_files=files, pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, report=report,
+                eval_configs=written_eval_configs(out_dir))
 
 
 # -- export ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 
 from ..io import (NO_WEIGHTS_ONLY_HINT, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, cast_state_dict,
                   config_header, read_checkpoint, save_vlp, vlp_expected,
-                  write_open_clip_folder)
+                  write_open_clip_folder, written_eval_configs)
 from ..rules import convert_state_dict
 from .clip import OPEN_CLIP, ClipArch, TowerArch, build_model_cfg, tokenizer_cfg, vlp_clip_arch
 
@@ -135,16 +135,23 @@ def default_tokenizer_file(model_cfg: Mapping) -> Optional[str]:
 
 def convert(model_cfg: Mapping, checkpoint: str, out_dir: str,
             tokenizer: Optional[str] = 'auto', dtype: Optional[torch.dtype] = torch.float32,
-            mean=None, std=None, model_name: str = '', weights_only: bool = True) -> dict:
+            mean=None, std=None, model_name: str = '', weights_only: bool = True,
+            eot_token_id: Optional[int] = None) -> dict:
     """Convert an open_clip checkpoint (``.safetensors``, a ``torch.save`` state dict or
     training checkpoint, OpenAI's TorchScript release read without running it); returns the
     written paths and config. ``tokenizer``: a vocabulary file to copy, ``'auto'`` (the
-    bundled BPE when the model uses it) or ``None``."""
+    bundled BPE when the model uses it) or ``None``; it must fit the weights' vocabulary.
+    ``eot_token_id``: the pooled token (default: open_clip's ``eos_id`` with
+    ``pool_type='eos'``, else argmax pooling)."""
+    from .hf_clip import finish_clip_cfg
     arch = open_clip_arch(model_cfg, mean, std)
+    if eot_token_id is not None:
+        arch = dataclasses.replace(arch, eot_token_id=int(eot_token_id))
     if tokenizer == 'auto':
         tokenizer = default_tokenizer_file(model_cfg)
     files = [tokenizer] if tokenizer else []
     model = build_model_cfg(arch, tokenizer_cfg(files, arch.context_length) if files else None)
+    pipelines = finish_clip_cfg(model, files, model_name or checkpoint)
     sd = read_checkpoint(checkpoint, weights_only, opt_out=NO_WEIGHTS_ONLY_HINT)
     state, report = convert_state_dict(sd, OPEN_CLIP, expected=vlp_expected(model),
                                        what='the vlp model')
@@ -154,8 +161,9 @@ def convert(model_cfg: Mapping, checkpoint: str, out_dir: str,
     cfg_path, ckpt_path = save_vlp(out_dir, model, cast_state_dict(state, dtype), meta,
                                    config_header('open_clip_to_vlp.py',
                                                  model_name or checkpoint),
-                                   copy_files=files)
-    return dict(config=cfg_path, checkpoint=ckpt_path, model=model, report=report)
+                                   copy_files=files, pipelines=pipelines)
+    return dict(config=cfg_path, checkpoint=ckpt_path, model=model, report=report,
+                eval_configs=written_eval_configs(out_dir))
 
 
 # -- export ---------------------------------------------------------------------------------

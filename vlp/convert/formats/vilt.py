@@ -35,8 +35,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from ..arch import ACTIVATIONS, hf_activation, part_args, require, square
-from ..io import (cast_state_dict, hf_expected, mean_std_01, mean_std_255, read_hf_source,
-                  save_vlp, vlp_expected, write_hf_folder)
+from ..eval_configs import image_pipeline, pipeline_vars
+from ..io import (build_tokenizer, cast_state_dict, check_token_ids, check_tokenizer_vocab,
+                  hf_expected, mean_std_01, mean_std_255, read_hf_source, save_vlp,
+                  vlp_expected, write_hf_folder, written_eval_configs)
 from ..rules import (Add, ConversionReport, Copy, Drop, Fn, Fuse, Rename, Rule,
                      convert_state_dict, nest)
 
@@ -172,18 +174,26 @@ def convert(src: Union[str, Mapping[str, torch.Tensor]], out_dir: str, config=No
         tok_cfg[key] = '{{ fileDirname }}/' + osp.basename(tokenizer)
     model_cfg = hf_vilt_model_cfg(cfg, info['has_mlm'], info['has_rank'],
                                   info['tie_mlm_decoder'], mean, std, tok_cfg)
+    vocab = model_cfg['backbone']['vocab_size']
+    check_token_ids(vocab, source, pad_token_id=model_cfg['backbone']['pad_token_id'])
+    if tok_cfg is not None:
+        check_tokenizer_vocab(build_tokenizer(tok_cfg, [tokenizer]), vocab, tokenizer)
+    # vlp's ViLT test transform: a square resize to the trained size (HF's processor keeps
+    # the aspect ratio, shorter side 384, longer at most 640: a batch needs one size)
+    pipelines = pipeline_vars(model_cfg, image_pipeline(model_cfg['backbone']['img_size']))
     state, rep = convert_hf_vilt_state_dict(sd, drop, vlp_expected(model_cfg))
     kind = KINDS[info['kind']]
     meta = dict(source=f'transformers.{kind}', source_path=source,
                 converter='tools/convert/hf_vilt_to_vlp.py')
     header = (f'# vlp ViLT converted by tools/convert/hf_vilt_to_vlp.py from {source}\n'
               f'# (transformers {kind}).\n'
-              '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n'
+              '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
               '# Paths containing {{ fileDirname }} resolve to this directory.\n')
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, cast_state_dict(state, dtype), meta,
-                                   header, copy_files=[tokenizer] if tokenizer else [])
+                                   header, copy_files=[tokenizer] if tokenizer else [],
+                                   pipelines=pipelines)
     return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg, info=rep, kind=kind,
-                report=rep)
+                report=rep, eval_configs=written_eval_configs(out_dir))
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..io import cast_state_dict, read_checkpoint, save_vlp, strip_prefix, vlp_expected
+from ..eval_configs import image_pipeline, pipeline_vars
+from ..io import (build_tokenizer, cast_state_dict, check_tokenizer_vocab, mean_std_255,
+                  read_checkpoint, save_vlp, strip_prefix, vlp_expected, written_eval_configs)
 from ..rules import (Add, ConversionReport, Drop, Merge, Rename, Rule, convert_state_dict)
 
 EXPERTS = {'imag': 'v', 'text': 'l', 'vl': 'vl'}
@@ -118,7 +120,8 @@ def vlmo_model_cfg(state: Mapping[str, torch.Tensor], img_size: int, patch_size:
         n_img = (2 * grid - 1) ** 2 + 3
         rows = state['backbone.rel_pos_bias_table'].shape[0]
         backbone['text_rel_pos_len'] = (rows - n_img - 2) // 2
-    cfg = dict(type='VLMo', data_preprocessor=dict(type='VLPDataPreprocessor'),
+    # VLMo's square_transform ends with inception_normalize (mean 0.5, std 0.5), as ViLT
+    cfg = dict(type='VLMo', data_preprocessor=mean_std_255([0.5] * 3, [0.5] * 3),
                backbone=backbone, stage='image_text')
     if 'vision_proj.proj.weight' not in state:
         raise KeyError('the checkpoint has no ITC projections (itc_image_proj / '
@@ -137,18 +140,31 @@ def vlmo_model_cfg(state: Mapping[str, torch.Tensor], img_size: int, patch_size:
 
 def convert(checkpoint: str, out_dir: str, img_size: int = 224, patch_size: int = 16,
             num_heads: int = 12, max_text_len: int = 40,
-            dtype: Optional[torch.dtype] = torch.float32) -> dict:
+            dtype: Optional[torch.dtype] = torch.float32,
+            tokenizer: Optional[str] = None) -> dict:
     """Convert an official VLMo checkpoint (weights-only); the config's sizes come from the
-    weights (a first, unchecked pass), then the strict pass fills ``mask_token``."""
+    weights (a first, unchecked pass), then the strict pass fills ``mask_token``.
+    ``tokenizer``: a BERT ``vocab.txt`` / ``tokenizer.json`` (VLMo: bert-base-uncased),
+    copied and named in the config after a check against the weights' vocabulary."""
+    from .albef import bert_tokenizer_cfg
     sd = read_checkpoint(checkpoint)
     probe, _ = convert_vlmo_state_dict(sd)
     model_cfg = vlmo_model_cfg(probe, img_size, patch_size, num_heads, max_text_len)
+    vocab = model_cfg['backbone']['vocab_size']
+    if tokenizer is not None:
+        model_cfg['tokenizer'] = bert_tokenizer_cfg(tokenizer, max_text_len)
+        check_tokenizer_vocab(build_tokenizer(model_cfg['tokenizer'], [tokenizer]), vocab,
+                              tokenizer)
+    pipelines = pipeline_vars(model_cfg, image_pipeline(img_size))
     state, report = convert_vlmo_state_dict(sd, vlp_expected(model_cfg))
     meta = dict(source='microsoft/unilm vlmo', source_path=osp.abspath(checkpoint),
                 converter='tools/convert/vlmo_to_vlp.py', img_size=img_size)
     header = (f'# vlp VLMo converted by tools/convert/vlmo_to_vlp.py from {checkpoint}.\n'
-              '# Load with vlp.apis.init_model(<this file>, <dir>/model.pth).\n')
+              '# Load with vlp.apis.init_model(<this directory>) (config.py + model.pth).\n'
+              '# Paths containing {{ fileDirname }} resolve to this directory.\n')
     cfg_path, ckpt_path = save_vlp(out_dir, model_cfg, cast_state_dict(state, dtype), meta,
-                                   header)
+                                   header, copy_files=[tokenizer] if tokenizer else [],
+                                   pipelines=pipelines)
     return dict(config=cfg_path, checkpoint=ckpt_path, model=model_cfg,
-                skipped=sorted(report.skipped), report=report)
+                skipped=sorted(report.skipped), report=report,
+                eval_configs=written_eval_configs(out_dir))

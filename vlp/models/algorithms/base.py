@@ -43,7 +43,8 @@ def build_part(cfg, registry=MODELS):
 
 #: the public methods a family may declare in ``capabilities`` (see the module docstring)
 CAPABILITIES = ('loss', 'predict', 'extract_feat', 'encode_image', 'encode_text', 'itm_score',
-                'rerank_scores', 'fused_features', 'fused_features_pair', 'generate', 'answer')
+                'rerank_scores', 'fused_features', 'fused_features_pair', 'generate', 'answer',
+                'query_features')
 
 
 def supports(model, name: str) -> bool:
@@ -205,6 +206,7 @@ class VLPModel(BaseModel):
     fused_features_pair = _stub('fused_features_pair')
     generate = _stub('generate')
     answer = _stub('answer')
+    query_features = _stub('query_features')
 
     def momentum_pairs(self) -> List[tuple]:
         """``[(online, momentum twin), ...]`` module pairs that

@@ -55,7 +55,8 @@ class BLIP2(VLPModel):
         loss_weights: ``dict(itc=1, itm=1, itg=1)``.
     """
     capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
-                              'encode_text', 'itm_score', 'rerank_scores', 'fused_features'})
+                              'encode_text', 'itm_score', 'rerank_scores', 'fused_features',
+                              'query_features'})
 
     def __init__(self, vision: dict, qformer: dict, vision_proj: dict, text_proj: dict,
                  itm_head: Optional[dict] = None, lm_head: Optional[dict] = None,
@@ -200,6 +201,12 @@ class BLIP2(VLPModel):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> the normalised query features ``[B, Q, D]`` (ITC: max over queries)."""
         return self._image(self.preprocess_images(images))[1]
+
+    @torch.no_grad()
+    def query_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> the Q-Former's query outputs ``[B, Q, C]`` (no projection: HF's
+        ``Blip2Model.get_qformer_features``, LAVIS's ``image_embeds``)."""
+        return self.qformer(self.image_tokens(self.preprocess_images(images)))['query_embeds']
 
     @torch.no_grad()
     def encode_text(self, texts, attention_mask: Optional[torch.Tensor] = None):

@@ -146,6 +146,9 @@ class BEiT3Transformer(nn.Module):
             (weights and biases) by ``sqrt(log(2 * depth))`` after the init, as torchscale's
             Encoder does with ``subln`` (unilm's wrapper re-init discards this gain: set
             ``init_std=0.02, subln_init_gain=False`` to start as unilm's fine-tuning models).
+        output_projection: torchscale's output layer (a bias-free ``[V, C]`` linear map of
+            the final states to the vocabulary; :meth:`output_logits`), for checkpoints
+            that hold ``encoder.output_projection.weight``.
 
     Pre-LN only (``normalize_before=True``), GELU, no embedding scale / LayerNorm, no
     relative position bias: BEiT-3's settings of torchscale's EncoderConfig.
@@ -168,7 +171,8 @@ class BEiT3Transformer(nn.Module):
                  ffn_dim: Optional[int] = None, drop: float = 0.0, attn_drop: float = 0.0,
                  act_drop: float = 0.0, drop_path_rate: float = 0.0,
                  layernorm_eps: float = 1e-5, subln: bool = True,
-                 init_std: Optional[float] = None, subln_init_gain: bool = True):
+                 init_std: Optional[float] = None, subln_init_gain: bool = True,
+                 output_projection: bool = False):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f'img_size {img_size} is not a multiple of patch {patch_size}')
@@ -195,6 +199,20 @@ class BEiT3Transformer(nn.Module):
             for i in range(depth)])
         self.norm = Multiway(lambda: nn.LayerNorm(embed_dim, eps=layernorm_eps))
         self._init(init_std, subln and subln_init_gain)
+        # torchscale's output layer (pre-training checkpoints hold it; unilm's task models
+        # build BEiT3 with no_output_layer=True): kept, applied by output_logits only
+        self.output_projection = None
+        if output_projection:
+            self.output_projection = nn.Linear(embed_dim, vocab_size, bias=False)
+            nn.init.normal_(self.output_projection.weight, std=embed_dim ** -0.5)
+
+    def output_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """torchscale's ``output_projection`` of final states ``[..., C] -> [..., V]``
+        (its ``encoder_out`` with an output layer)."""
+        if self.output_projection is None:
+            raise RuntimeError('this BEiT3Transformer has no output layer '
+                               '(output_projection=False)')
+        return self.output_projection(states)
 
     def _init(self, std: Optional[float], gain: bool) -> None:
         nn.init.normal_(self.word_embeddings.weight, std=self.embed_dim ** -0.5)
