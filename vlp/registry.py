@@ -68,3 +68,6 @@ LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, scope
                           locations=['vlp.engine'])
 # Text tokenizers (HF `tokenizers` wrappers). mmengine has no such root registry.
 TOKENIZERS = Registry('tokenizer', scope='vlp', locations=['vlp.datasets.tokenizers'])
+# CapFilt's stages (captioners, rankers, filters: vlp/capfilt/stages.py); an outside
+# package adds one with ``@CAPFILT_STAGES.register_module()`` and ``custom_imports``.
+CAPFILT_STAGES = Registry('capfilt stage', scope='vlp', locations=['vlp.capfilt'])

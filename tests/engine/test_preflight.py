@@ -18,8 +18,10 @@ from mmengine.config import Config
 from vlp.engine.preflight import TEST_PARTS, TRAIN_PARTS, format_report, preflight
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+# training / test configs (configs/capfilt/ configures tools/capfilt.py, which reads its
+# stages' model configs and checkpoints itself, naming a missing one)
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if '_base_' not in p)
+                 if '_base_' not in p and f'{osp.sep}capfilt{osp.sep}' not in p)
 
 
 @pytest.fixture
