@@ -518,9 +518,12 @@ def _similarity(image_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def match(model: nn.Module, images: Images, texts: Union[str, Sequence[str]],
-          itm: bool = True, batch_size: int = 256) -> Dict[str, torch.Tensor]:
-    """How well each image matches each text, every pair ``[N_img, N_txt]``:
+def match(model: nn.Module, images: Images,
+          texts: Union[str, Sequence[str], torch.Tensor], itm: bool = True,
+          batch_size: int = 256) -> Dict[str, torch.Tensor]:
+    """How well each image matches each text, every pair ``[N_img, N_txt]``; ``texts``:
+    strings (the model's tokenizer) or token ids ``[N_txt, L]`` (families converted without
+    a tokenizer, BEiT-3), as :func:`encode_text` takes them:
 
     - ``itc``: cosine similarity of the image and text features (families with both
       encoders; BLIP-2: the maximum over the queries);
@@ -532,7 +535,10 @@ def match(model: nn.Module, images: Images, texts: Union[str, Sequence[str]],
     ``N_img * N_txt`` pairs in chunks of ``batch_size``.
     """
     alt = _require(model, 'match')
-    texts = _texts(texts)
+    if isinstance(texts, torch.Tensor):
+        texts = texts if texts.dim() == 2 else texts.unsqueeze(0)
+    else:
+        texts = _texts(texts)
     pixels = preprocess(model, images)
     out = {}
     if alt == ('encode_image', 'encode_text'):

@@ -460,3 +460,39 @@ def test_albef_base_config(layout, res):
     with pytest.raises(ValueError, match=f'image_res {res}'):
         albef_tool.albef_model_cfg(state, 640 - res, layout)
 
+
+
+def test_public_api_matches_reference(tmp_path, refs):
+    """Issue 19: the converted directory through ``vlp.apis`` only. uint8 images of another
+    size (resized by the converted config's test pipeline) and raw strings give the
+    reference's ITC features and similarities and its ITM probabilities, computed on the
+    same preprocessed pixels and the same token ids."""
+    from vlp import apis
+    ref, ref_m = refs
+    _write_checkpoint(tmp_path / 'albef.pth', albef_state_dict(ref, ref_m))
+    _tiny_vocab(tmp_path / 'vocab.txt')
+    out = str(tmp_path / 'vlp')
+    albef_tool.main([str(tmp_path / 'albef.pth'), out, '--vocab-file',
+                     str(tmp_path / 'vocab.txt'), '--max-length', '12'] + TINY_ARGS)
+    model = apis.init_model(out)
+    assert {'encode_image', 'encode_text', 'match'} <= set(apis.supported_tasks(model))
+    assert model.preprocess.size == (IMG, IMG)
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))
+    texts = ['a cat on the dog', 'the cat', 'a dog']
+    pixels = apis.preprocess(model, images)
+    assert pixels.shape == (2, 3, IMG, IMG)
+    tok = model.tokenizer(texts)
+    ids, mask = tok['input_ids'], tok['attention_mask']
+    img_want = ref.outputs(pixels, ids[:2], mask[:2])['image_feat']
+    txt_want = ref.outputs(pixels[:1].expand(3, -1, -1, -1), ids, mask)['text_feat']
+    itm_want = torch.stack([
+        ref.outputs(pixels[i:i + 1].expand(3, -1, -1, -1), ids, mask)['itm'].softmax(-1)[:, 1]
+        for i in range(2)])
+    assert _err(apis.encode_image(model, images), img_want) <= ATOL
+    assert _err(apis.encode_text(model, texts), txt_want) <= ATOL
+    res = apis.match(model, images, texts)
+    assert _err(res['itc'], img_want @ txt_want.t()) <= ATOL
+    assert _err(res['itm'], itm_want) <= ATOL
+    # the pairs differ: a wrong pairing or a constant head would not pass
+    assert (itm_want.max() - itm_want.min()) > 10 * ATOL

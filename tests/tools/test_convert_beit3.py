@@ -165,3 +165,42 @@ def test_from_scratch_init_matches_torchscale_scale():
         assert abs(a.std() / b.std() - 1) < 0.08, (a.std(), b.std())
     for k in ('cls_token', 'mask_token'):
         assert not o[k].any() and not r['vision_embed.' + k].any()
+
+
+def test_public_api_matches_retrieval_reference(tmp_path):
+    """Issue 19: a torchscale BEiT-3 with unilm's retrieval heads (``BEiT3ForRetrieval``:
+    ``vision_head`` / ``language_head`` on the ``[CLS]`` state, L2-normalised), converted and
+    used through ``vlp.apis`` only: uint8 images of another size (resized by the converted
+    config's test pipeline) and token ids (no tokenizer is written for BEiT-3's XLM-R ids)
+    give the reference's features and similarities on the same preprocessed pixels."""
+    import torch.nn.functional as F
+
+    from vlp import apis
+    ref = torchscale_beit3()
+    g = torch.Generator().manual_seed(2)
+    heads = {'vision_head.weight': 0.2 * torch.randn(DIM, DIM, generator=g),
+             'language_head.weight': 0.2 * torch.randn(DIM, DIM, generator=g),
+             'logit_scale': torch.tensor(3.0)}
+    src = tmp_path / 'beit3_retrieval_tiny.pth'
+    torch.save({'model': {**{'beit3.' + k: v for k, v in ref.state_dict().items()}, **heads}},
+               src)
+    out = conv.main([str(src), str(tmp_path / 'out'), '--num-heads', str(HEADS)])
+    assert out['model_cfg']['type'] == 'BEiT3Retrieval'
+    model = apis.init_model(str(tmp_path / 'out'))
+    assert {'encode_image', 'encode_text', 'match'} <= set(apis.supported_tasks(model))
+    assert model.preprocess.size == (IMG, IMG)
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8, generator=g)
+    ids = torch.randint(3, VOCAB, (3, 9), generator=g)
+    pixels = apis.preprocess(model, images)
+    assert pixels.shape == (2, 3, IMG, IMG)
+    with torch.no_grad():
+        img = ref(visual_tokens=pixels)['encoder_out'][:, 0]
+        txt = ref(textual_tokens=ids)['encoder_out'][:, 0]
+    img_want = F.normalize(img @ heads['vision_head.weight'].t(), dim=-1)
+    txt_want = F.normalize(txt @ heads['language_head.weight'].t(), dim=-1)
+    assert (apis.encode_image(model, images) - img_want).abs().max() <= ATOL
+    assert (apis.encode_text(model, ids) - txt_want).abs().max() <= ATOL
+    res = apis.match(model, images, ids)
+    assert (res['itc'] - img_want @ txt_want.t()).abs().max() <= ATOL
+    probs = (heads['logit_scale'].exp() * (img_want @ txt_want.t())).softmax(-1)
+    assert (res['itc_probs'] - probs).abs().max() <= 1e-4

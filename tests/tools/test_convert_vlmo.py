@@ -196,3 +196,57 @@ def test_unknown_keys_are_refused():
     sd['transformer.blocks.0.attn.rope.weight'] = torch.zeros(1)
     with pytest.raises(KeyError, match='rope'):
         conv.convert_state_dict(sd)
+
+
+def _tiny_vocab(path):
+    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
+    words += [f'w{i}' for i in range(VOCAB - len(words))]
+    path.write_text('\n'.join(words) + '\n')
+    return {w: i for i, w in enumerate(words)}
+
+
+def test_public_api_matches_reference(tmp_path):
+    """Issue 19: the converted directory through ``vlp.apis`` only. uint8 images of another
+    size (resized by the converted config's test pipeline) and raw strings give the
+    reference computation's ITC features and similarities and its ITM probabilities, on the
+    same preprocessed pixels and the same token ids."""
+    from vlp import apis
+    sd = official_state_dict()
+    torch.save({'state_dict': sd, 'epoch': 3}, tmp_path / 'vlmo.ckpt')
+    vocab = _tiny_vocab(tmp_path / 'vocab.txt')
+    out = str(tmp_path / 'out')
+    conv.main([str(tmp_path / 'vlmo.ckpt'), out, '--img-size', str(IMG), '--patch-size',
+               str(P), '--num-heads', str(H), '--max-text-len', str(L), '--vocab-file',
+               str(tmp_path / 'vocab.txt')])
+    model = apis.init_model(out)
+    assert {'encode_image', 'encode_text', 'match'} <= set(apis.supported_tasks(model))
+    assert model.preprocess.size == (IMG, IMG)
+    images = torch.randint(0, 256, (2, 3, 28, 20), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))
+    texts = ['a cat on the dog', 'the cat', 'a dog']
+    pixels = apis.preprocess(model, images)
+    assert pixels.shape == (2, 3, IMG, IMG)
+    tok = model.tokenizer(texts)
+    ids, mask = tok['input_ids'], tok['attention_mask']
+    assert ids.shape == (3, L) and ids[0, :7].tolist() == [vocab[w] for w in (
+        '[CLS]', 'a', 'cat', 'on', 'the', 'dog', '[SEP]')]
+    with torch.no_grad():
+        img = reference(sd, images=pixels)
+        txt = reference(sd, ids=ids, text_mask=mask)
+        img_want = F.normalize(img[:, 0] @ sd['itc_image_proj.fc.weight'].t(), dim=-1)
+        txt_want = F.normalize(txt[:, 0] @ sd['itc_text_proj.fc.weight'].t(), dim=-1)
+        itm_want = torch.empty(2, 3)
+        for i in range(2):
+            fused = reference(sd, images=pixels[i:i + 1].expand(3, -1, -1, -1), ids=ids,
+                              text_mask=mask)
+            pooled = torch.tanh(F.linear(fused[:, 0], sd['pooler.dense.weight'],
+                                         sd['pooler.dense.bias']))
+            logits = F.linear(pooled, sd['itm_score.fc.weight'], sd['itm_score.fc.bias'])
+            itm_want[i] = logits.softmax(-1)[:, 1]
+    assert (apis.encode_image(model, images) - img_want).abs().max() < 1e-5
+    assert (apis.encode_text(model, texts) - txt_want).abs().max() < 1e-5
+    res = apis.match(model, images, texts)
+    assert (res['itc'] - img_want @ txt_want.t()).abs().max() < 1e-5
+    assert (res['itm'] - itm_want).abs().max() < 1e-5
+    # the pairs differ: a wrong pairing or a constant head would not pass
+    assert itm_want.max() - itm_want.min() > 1e-4

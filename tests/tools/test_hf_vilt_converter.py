@@ -138,3 +138,48 @@ def test_unknown_keys_are_refused():
         tool.convert_hf_vilt_state_dict(sd)
     state, info = tool.convert_hf_vilt_state_dict(sd, drop=[r'vilt\.extra\..*'])
     assert info['dropped'] == ['vilt.extra.weight']
+
+
+def _tiny_vocab(path):
+    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
+    words += [f'w{i}' for i in range(VOCAB - len(words))]
+    path.write_text('\n'.join(words) + '\n')
+    return {w: i for i, w in enumerate(words)}
+
+
+def test_public_api_match_equals_hf_retrieval(tmp_path):
+    """Issue 19: a converted ``ViltForImageAndTextRetrieval`` (with the vocabulary) through
+    ``vlp.apis`` only: uint8 images of another size (resized by the converted config's test
+    pipeline) and raw strings; ``match``'s ITM probability of every pair is the sigmoid of
+    HF's retrieval score (``rank_output``: the log-odds of a match) on the same preprocessed
+    pixels and token ids."""
+    from vlp import apis
+    torch.manual_seed(5)
+    hf = _perturb(ViltForImageAndTextRetrieval(_config()), 6)
+    with torch.no_grad():  # scores of several units: probabilities away from 1/2
+        hf.rank_output.weight.mul_(50)
+    vocab = _tiny_vocab(tmp_path / 'vocab.txt')
+    out = tool.convert(hf.state_dict(), str(tmp_path / 'vlp'), config=hf.config,
+                       tokenizer=str(tmp_path / 'vocab.txt'))
+    model = apis.init_model(str(tmp_path / 'vlp'))
+    assert 'match' in apis.supported_tasks(model)
+    assert model.preprocess.size == (IMG, IMG)
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(7))
+    texts = ['a cat on the dog', 'the cat', 'a dog']
+    pixels = apis.preprocess(model, images)
+    assert pixels.shape == (2, 3, IMG, IMG)
+    tok = model.tokenizer(texts)
+    ids, mask = tok['input_ids'], tok['attention_mask']
+    assert ids.shape == (3, TXT) and ids[0, :7].tolist() == [vocab[w] for w in (
+        '[CLS]', 'a', 'cat', 'on', 'the', 'dog', '[SEP]')]
+    with torch.no_grad():
+        want = torch.stack([hf(input_ids=ids, attention_mask=mask,
+                               pixel_values=pixels[i:i + 1].expand(3, -1, -1, -1)).logits[:, 0]
+                            for i in range(2)]).sigmoid()
+    res = apis.match(model, images, texts)
+    assert set(res) == {'itm'}
+    torch.testing.assert_close(res['itm'], want, atol=ATOL, rtol=0)
+    # the pairs differ: a wrong pairing or a constant head would not pass
+    assert want.max() - want.min() > 5e-3  # 500 x the tolerance
+    assert out['kind'] == 'ViltForImageAndTextRetrieval'
