@@ -28,6 +28,7 @@ import zlib
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from vlp.datasets.skips import caption_problem
+from vlp.datasets.webdataset import TarTailReader
 from vlp.engine.safe_io import atomic_write_text, disk_full_error, fsync_dir, temp_name
 
 __all__ = ['Unit', 'Record', 'Skipped', 'DataFormat', 'JsonFormat', 'CsvFormat',
@@ -412,29 +413,6 @@ def expand_shards(spec: Union[str, Sequence[str]]) -> List[str]:
     return out
 
 
-class _Tail:
-    """A read-only stream keeping its last bytes: after ``tarfile`` stops, whether the
-    archive ended with its end-of-archive block (a tar cut at a member boundary otherwise
-    ends silently)."""
-
-    def __init__(self, stream, keep: int = 1 << 16):
-        self.stream, self.keep = stream, keep
-        self.pos, self.tail = 0, b''
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
-        self.pos += len(data)
-        self.tail = (self.tail + data)[-self.keep:]
-        return data
-
-    def ends_cleanly(self, offset: int) -> bool:
-        start = offset - (self.pos - len(self.tail))
-        if start < 0:  # not kept: cannot tell, trust tarfile
-            return True
-        block = self.tail[start:start + 512]
-        return len(block) == 512 and not any(block)
-
-
 def _shard_size(path: str) -> Optional[int]:
     """Samples of a shard by img2dataset's ``<stem>_stats.json``, when there is one."""
     stem = path[:-len('.tar.gz')] if path.endswith('.tar.gz') else osp.splitext(path)[0]
@@ -508,7 +486,7 @@ class ShardFormat(DataFormat):
         raw = stream
         if path.endswith(('.gz', '.tgz')):
             raw = gzip.GzipFile(fileobj=stream, mode='rb')
-        tail = _Tail(raw)
+        tail = TarTailReader(raw)
         done, key, members, error = 0, None, [], None
         try:
             tar = tarfile.open(fileobj=tail, mode='r|')

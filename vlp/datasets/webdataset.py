@@ -78,7 +78,7 @@ def _split_by_rank(src, rank: int, world_size: int):
             yield item
 
 
-class _TailReader:
+class TarTailReader:
     """A read-only stream that counts the bytes read and keeps the last ones: after
     ``tarfile`` stops, whether the archive ended with its end-of-archive block (a tar cut
     at a member boundary otherwise ends silently)."""
@@ -235,7 +235,7 @@ class WebDatasetImageText(IterableDataset):
             self._skip('truncated_shard', f'shard cannot be opened ({type(e).__name__}: {e}); '
                        'its samples are not read', url)
             return
-        tail = _TailReader(stream)
+        tail = TarTailReader(stream)
         plain = url.endswith('.tar')
         done, current, error = 0, None, None
         try:
