@@ -52,3 +52,13 @@ def base_config(request, tmp_path_factory):
         path = vlp_toy.write_toy_config(str(tmp_path_factory.mktemp('base') / 'toy.py'))
         return path, dict(TOY_RANDOM), {}
     return str(ROOT / request.param), {}, dict(DETERMINISTIC_DATA.get(request.param, {}))
+
+
+def tiny_vocab(path, size: int) -> dict:
+    """A BERT vocabulary file of ``size`` tokens (the five specials, a few words, then
+    ``w<i>``) written to ``path``; returns ``{token: id}``. The converter tests give it
+    to a converter so that its output loads with a tokenizer."""
+    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
+    words += [f'w{i}' for i in range(size - len(words))]
+    path.write_text('\n'.join(words) + '\n')
+    return {w: i for i, w in enumerate(words)}

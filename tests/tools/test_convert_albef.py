@@ -29,7 +29,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import load_tool  # noqa: E402
+from conftest import load_tool, tiny_vocab  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
@@ -367,10 +367,7 @@ def test_parity_detects_a_wrong_mapping(tmp_path, refs):
 
 # -- command line -----------------------------------------------------------------------------
 def _tiny_vocab(path):
-    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
-    words += [f'w{i}' for i in range(VOCAB - len(words))]
-    path.write_text('\n'.join(words) + '\n')
-    return {w: i for i, w in enumerate(words)}
+    return tiny_vocab(path, VOCAB)
 
 
 def test_cli_script(tmp_path, refs):

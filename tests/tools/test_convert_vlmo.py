@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import load_tool
+from conftest import load_tool, tiny_vocab
 
 conv = load_tool('convert/vlmo_to_vlp')
 C, H, DEPTH, VL_START, VOCAB, L, L0, IMG, P = 32, 2, 3, 2, 40, 8, 10, 16, 8
@@ -199,10 +199,7 @@ def test_unknown_keys_are_refused():
 
 
 def _tiny_vocab(path):
-    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
-    words += [f'w{i}' for i in range(VOCAB - len(words))]
-    path.write_text('\n'.join(words) + '\n')
-    return {w: i for i, w in enumerate(words)}
+    return tiny_vocab(path, VOCAB)
 
 
 def test_public_api_matches_reference(tmp_path):

@@ -17,7 +17,7 @@ import torch
 transformers = pytest.importorskip('transformers')
 from transformers import (ViltConfig, ViltForImageAndTextRetrieval,  # noqa: E402
                           ViltForMaskedLM, ViltModel)
-from conftest import load_tool  # noqa: E402
+from conftest import load_tool, tiny_vocab  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 tool = load_tool('convert/hf_vilt_to_vlp')
@@ -141,10 +141,7 @@ def test_unknown_keys_are_refused():
 
 
 def _tiny_vocab(path):
-    words = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'cat', 'dog', 'on', 'the']
-    words += [f'w{i}' for i in range(VOCAB - len(words))]
-    path.write_text('\n'.join(words) + '\n')
-    return {w: i for i, w in enumerate(words)}
+    return tiny_vocab(path, VOCAB)
 
 
 def test_public_api_match_equals_hf_retrieval(tmp_path):
