@@ -261,15 +261,30 @@ class CapFiltEngine:
         self.overwrite = overwrite
         self.progress = progress
         self.rank, self.world = 0, 1
+        self._own_group = False
 
     # ------------------------------------------------------------------ set-up
     def _init_dist(self) -> None:
         if self.launcher == 'none':
             return
-        from vlp.engine.dist import init_dist
-        init_dist(self.launcher, backend='gloo', timeout=self.runtime['dist_timeout'])
         import torch.distributed as dist
+        from vlp.engine.dist import init_dist
+        self._own_group = not dist.is_initialized()
+        init_dist(self.launcher, backend='gloo', timeout=self.runtime['dist_timeout'])
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def _close_dist(self, barrier: bool = True) -> None:
+        """Destroy the process group this run created: a gloo group still alive when the
+        interpreter exits can abort the process after the run ("terminate called without an
+        active exception", exit code -6) although every rank finished. ``barrier``: after a
+        complete run, wait for every rank first (not after an error: the others may be
+        elsewhere)."""
+        if self._own_group:
+            import torch.distributed as dist
+            if barrier:
+                dist.barrier()
+            dist.destroy_process_group()
+            self._own_group = False
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -378,6 +393,15 @@ class CapFiltEngine:
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
         self._init_dist()
+        try:
+            result = self._run()
+        except BaseException:
+            self._close_dist(barrier=False)
+            raise
+        self._close_dist()
+        return result
+
+    def _run(self) -> dict:
         units = self.fmt.plan()
         desc = self.describe(units)
         if self.rank == 0:
