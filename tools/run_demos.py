@@ -514,8 +514,9 @@ def figures_from_run(table: dict, figures: dict) -> dict:
         if d['n'] == 0:
             continue
         seeds = d['seeds']
-        source = (f'{d["n"]} seeds ({", ".join(map(str, seeds))}), measured {date} by '
-                  f'tools/run_demos.py')
+        source = (f'single run (seed {seeds[0]}), measured {date} by tools/run_demos.py'
+                  if d['n'] == 1 else f'{d["n"]} seeds ({", ".join(map(str, seeds))}), '
+                  f'measured {date} by tools/run_demos.py')
         if table.get('cfg_options'):  # a trimmed or altered run says so wherever it is quoted
             source += f' with --cfg-options {" ".join(table["cfg_options"])}'
         new['demos'][name] = dict(

@@ -115,6 +115,24 @@ def test_compare_ranges_and_tolerances():
     assert not run_demos.compare({'d': {'metrics': {}}}, single)[0]['ok']
 
 
+def test_a_single_seed_run_is_labelled_a_single_run():
+    """One seed: the figure is documented as a single run (a range of one value), and the
+    provenance test above accepts it; several seeds say how many."""
+    figures = run_demos.load_figures(run_demos.DEFAULT_FIGURES)
+    demo = dict(n=1, seeds=[0], config='configs/clip/clip_tiny_demo.py', threads='2',
+                wall_s=dict(mean=300.0), peak_rss_mb=1400.0,
+                metrics={'retrieval/txt_r1': dict(mean=50.0, min=50.0, max=50.0, n=1)})
+    table = dict(created='2026-12-07T22:00:00', commit='abc', cfg_options=[],
+                 machine=dict(cpus=2, torch='2.14.1'), demos=dict(clip_tiny_demo=demo))
+    entry = run_demos.figures_from_run(table, figures)['demos']['clip_tiny_demo']
+    assert entry['source'] == ('single run (seed 0), measured 2026-12-07 by '
+                               'tools/run_demos.py')
+    assert entry['metrics']['retrieval/txt_r1'] == dict(mean=50.0, min=50.0, max=50.0)
+    table['demos']['clip_tiny_demo'] = dict(demo, n=3, seeds=[0, 1, 2])
+    entry = run_demos.figures_from_run(table, figures)['demos']['clip_tiny_demo']
+    assert entry['source'].startswith('3 seeds (0, 1, 2), measured 2026-12-07')
+
+
 def test_metrics_of_a_demo_without_test_split_are_its_last_training_accuracies(tmp_path):
     vis = tmp_path / '20260101_000000' / 'vis_data'
     vis.mkdir(parents=True)
