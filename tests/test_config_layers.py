@@ -30,7 +30,8 @@ retrieval fine-tuning configs' ``save_best='auto'`` (mmengine cannot infer a rul
 ``retrieval/txt_r1``: every run crashed at its first validation) became
 ``save_best='retrieval/r_mean', rule='greater'``; the CLIP and CoCa tokenizers read the
 BPE merges shipped with vlp (``bpe_path='bundled'``) instead of ``data/clip/tokenizer.json``,
-which nothing made (the ids are the same).
+which nothing made (the ids are the same); ``blip_caption_coco.py``'s model became
+``type='BLIPCaption'`` (the captioning model got its own class; same parts, same weights).
 
 Regenerate the file only for a deliberate change of config values:
 ``.venv/bin/python tests/test_config_layers.py --write``.

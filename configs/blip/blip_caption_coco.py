@@ -1,10 +1,11 @@
 # BLIP (Li et al. 2022) ViT-B/16 image CAPTIONING fine-tuning on COCO (Karpathy 113k/5k/5k)
 # (Sec. 5.2, Table 7; recipe from the official repo, salesforce/BLIP configs/caption_coco.yaml
 # and train_caption.py):
-# - the captioning model: the ViT and the image-grounded decoder only (BLIP's BLIP_Decoder;
-#   vision_proj / text_proj / itm_head None: no unimodal text encoder, no ITC / ITM, no
-#   momentum twins or queue), LM loss with label smoothing 0.1, the prompt 'a picture of '
-#   put before every training caption (CleanCaption prefix) and kept out of the loss;
+# - the captioning model: the ViT and the image-grounded decoder only (BLIPCaption, BLIP's
+#   BLIP_Decoder: no unimodal text encoder, no ITC / ITM, no momentum twins or queue; the
+#   BLIP keys of the base are accepted and unused), LM loss with label smoothing 0.1, the
+#   prompt 'a picture of ' put before every training caption (CleanCaption prefix) and kept
+#   out of the loss;
 # - AdamW lr 1e-5 (`init_lr`), weight decay 0.05, cosine to 0 (`min_lr: 0`) stepped once per
 #   epoch, 5 epochs, batch 32 per GPU (x 8 GPUs = 256), train augmentation as BLIP's
 #   transform_train (RandomResizedCrop scale 0.5-1, flip, RandAugment(2, 5)), captions cleaned
@@ -21,7 +22,8 @@ _base_ = ['../_base_/models/blip.py', '../_base_/datasets/coco_retrieval_finetun
 image_size = 224
 prompt = 'a picture of '
 __tok = _base_.model.tokenizer
-model = dict(vision_proj=None, text_proj=None, itm_head=None, prompt=prompt,
+model = dict(type='BLIPCaption', vision_proj=None, text_proj=None, itm_head=None,
+             prompt=prompt,
              predict_mode='caption', vision=dict(pretrained=False),
              text=dict(pretrained=None),
              generation_cfg=dict(num_beams=3, max_length=20, min_length=5))

@@ -110,7 +110,7 @@ def test_lm_loss_is_label_smoothed_next_token_ce():
     assert torch.allclose(loss.double(), expected, atol=1e-5)
     # a prompt is excluded from the loss
     model.prompt = 'a small'
-    assert model._prompt_length() == 3  # [DEC] a small
+    assert model.prompt_length() == 3  # [DEC] a small
     prompted = model.lm_loss(ids, mask, image_embeds)
     keep2 = keep.clone()
     keep2[:, :2] = False  # labels of positions 1, 2 (the prompt words) dropped
@@ -215,20 +215,26 @@ def test_video_clips_concatenate_frame_tokens():
     assert all(torch.isfinite(v) for k, v in out.items() if k.startswith('loss'))
 
 
-def test_captioning_model_is_vit_and_decoder_with_lm_only():
-    """``vision_proj=text_proj=itm_head=None``: BLIP's captioning model (BLIP_Decoder):
-    every parameter trained by the LM loss alone, the decoder of a pre-trained BLIP loads
-    into it key for key, and what it has not got raises naming it."""
+def test_captioning_model_is_vit_and_decoder_with_lm_only(tmp_path):
+    """``BLIPCaption``: BLIP's captioning model (BLIP_Decoder): every parameter trained by
+    the LM loss alone, the decoder of a pre-trained BLIP loads into it key for key (from a
+    BLIP config re-typed, its pre-training keys accepted), the same LM loss and captions as
+    BLIP's decoder, and what it has not got raises naming it."""
     torch.manual_seed(0)
     full = tiny_blip()
-    cap = tiny_blip(vision_proj=None, text_proj=None, itm_head=None, prompt='a small')
-    assert cap.text is None and cap.queue is None and cap.momentum_pairs() == []
+    cap = tiny_blip(type='BLIPCaption', prompt='a small')  # BLIP's keys: accepted, unused
+    assert type(cap).__name__ == 'BLIPCaption' and cap.momentum_pairs() == []
     assert cap.lm_head.decoder.weight is cap.decoder.word_embeddings.weight
+    assert {k.split('.')[0] for k in cap.state_dict()} == {'vision', 'decoder', 'lm_head'}
     res = cap.load_state_dict(full.state_dict(), strict=False)
     assert res.missing_keys == []
     assert {k.split('.')[0] for k in res.unexpected_keys} == {
         'text', 'text_m', 'vision_m', 'vision_proj', 'vision_proj_m', 'text_proj',
         'text_proj_m', 'itm_head', 'queue', 'itc'}
+    # pretrained=: the same load from a checkpoint file, at build time
+    torch.save(dict(state_dict=full.state_dict()), str(tmp_path / 'blip.pth'))
+    loaded = tiny_blip(type='BLIPCaption', prompt='a small', pretrained=str(tmp_path / 'blip.pth'))
+    assert all(torch.equal(v, cap.state_dict()[k]) for k, v in loaded.state_dict().items())
     b = batch()
     cap.train()
     out = cap.loss(b)
@@ -239,17 +245,23 @@ def test_captioning_model_is_vit_and_decoder_with_lm_only():
     full.prompt = 'a small'
     full.eval(), cap.eval()
     image_embeds = full.vision(b['images'])['image_embeds']
-    assert torch.allclose(cap.lm_loss(b['input_ids'], b['attention_mask'], image_embeds),
-                          full.lm_loss(b['input_ids'], b['attention_mask'], image_embeds))
+    assert torch.equal(cap.lm_loss(b['input_ids'], b['attention_mask'], image_embeds),
+                       full.lm_loss(b['input_ids'], b['attention_mask'], image_embeds))
     assert cap.generate(b['images'], max_length=6, num_beams=1) == \
         full.generate(b['images'], max_length=6, num_beams=1)
+    dec = [full.dec_token_id]
+    assert torch.equal(cap.generate_ids(b['images'], dec, num_beams=2, max_length=6),
+                       full.generate_ids(b['images'], dec, num_beams=2, max_length=6))
+    preds = cap.predict(dict(images=b['images']), dict(image_id=[0, 1, 2, 3]))
+    assert [p['image_id'] for p in preds] == [0, 1, 2, 3] and all(
+        isinstance(p['pred_caption'], str) for p in preds)
     for name, args in (('encode_image', (b['images'],)), ('encode_text', (['a'],)),
                        ('itm_score', (b['images'], ['a'] * 4)), ('extract_feat', (b,))):
-        with pytest.raises(NotImplementedError, match='captioning BLIP|itm_head=None'):
+        with pytest.raises(NotImplementedError, match='captioning BLIP has no unimodal'):
             getattr(cap, name)(*args)
-    with pytest.raises(ValueError, match='go together'):
+    with pytest.raises(ValueError, match="type='BLIPCaption'"):
         tiny_blip(vision_proj=None)
-    with pytest.raises(ValueError, match='needs an lm_head'):
-        tiny_blip(vision_proj=None, text_proj=None)
     with pytest.raises(ValueError, match="predict_mode='caption'"):
-        tiny_blip(vision_proj=None, text_proj=None, itm_head=None, predict_mode='retrieval')
+        tiny_blip(type='BLIPCaption', predict_mode='retrieval')
+    with pytest.raises(TypeError, match='unexpected arguments'):
+        tiny_blip(type='BLIPCaption', queue_sise=8)

@@ -1,6 +1,6 @@
 """Convert a HuggingFace transformers BLIP checkpoint (Li et al. 2022, "BLIP: Bootstrapping
 Language-Image Pre-training"; ``BlipForImageTextRetrieval`` or
-``BlipForConditionalGeneration``) to vlp's BLIP.
+``BlipForConditionalGeneration``) to vlp's BLIP (retrieval) or BLIPCaption (captioning).
 
 Usage::
 
@@ -15,8 +15,8 @@ tokenizer, BLIP's test transforms: ``vlp.apis.init_model(OUT_DIR)``), ``model.pt
 tokenizer file and the evaluation configs (retrieval model: ``eval_retrieval_{coco,
 flickr30k}.py``; captioning model: ``eval_caption_coco.py``; numbers to reproduce:
 docs/model_zoo.md). The model kind comes from the keys (``text_encoder.*``: retrieval,
-``text_decoder.*``: captioning). Parts the checkpoint lacks start at vlp's init (reported),
-the momentum twins copy the online weights.
+``text_decoder.*``: captioning, a ``BLIPCaption``). Parts the retrieval checkpoint lacks
+start at vlp's init (reported), the momentum twins copy the online weights.
 
 Special tokens: [DEC] is the HF text config's ``bos_token_id`` unless ``--dec-token-id``
 names it (required when that id lies outside the vocabulary); [ENC] is ``--enc-token-id``,

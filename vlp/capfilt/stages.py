@@ -4,7 +4,7 @@ A stage works on a batch of :class:`~vlp.capfilt.items.Item` (one per image) and
 batch's images as its model's test pipeline makes them (``uint8 [B, 3, H, W]``):
 
 - :class:`Captioner` adds synthetic captions with the model's public ``generate`` (any
-  family that declares it: BLIP, CoCa, BLIP-2's ``BLIP2LM``), by nucleus sampling;
+  family that declares it: BLIP, BLIPCaption, CoCa, BLIP-2's ``BLIP2LM``), by nucleus sampling;
 - scoring stages score the kept candidates of ``apply_to`` (``'all'``, ``'web'`` or
   ``'synthetic'``) and keep those with a score ``>= threshold`` and then, with ``top_k``,
   the ``top_k`` best of each image (which also orders the synthetic captions of the

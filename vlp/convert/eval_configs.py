@@ -38,6 +38,10 @@ def _has(key: str) -> Callable[[Mapping], bool]:
 
 
 _RETRIEVAL = ('retrieval_coco', 'retrieval_flickr30k')
+# BLIP's captioning evaluation: its prompt, beam 3, lengths 5 to 20
+_BLIP_CAPTION = [EvalEntry('caption_coco', 'blip/blip_caption_coco.py', 'image',
+                           dict(predict_mode='caption'), copy_model=('prompt', 'generation_cfg'),
+                           when=_has('lm_head'))]
 EVAL_CONFIGS: Dict[str, List[EvalEntry]] = {
     'CLIP': [EvalEntry('zeroshot_imagefolder', 'clip/clip_zeroshot_imagefolder.py', 'image'),
              *[EvalEntry(n, f'clip/clip_{n}.py', 'test') for n in _RETRIEVAL]],
@@ -49,10 +53,8 @@ EVAL_CONFIGS: Dict[str, List[EvalEntry]] = {
                        dict(predict_mode='caption'))],
     'BLIP': [*[EvalEntry(n, f'blip/blip_{n}.py', 'test', dict(predict_mode='retrieval'),
                          when=_has('itm_head')) for n in _RETRIEVAL],
-             # BLIP's captioning evaluation: its prompt, beam 3, lengths 5 to 20
-             EvalEntry('caption_coco', 'blip/blip_caption_coco.py', 'image',
-                       dict(predict_mode='caption'), copy_model=('prompt', 'generation_cfg'),
-                       when=_has('lm_head'))],
+             *_BLIP_CAPTION],
+    'BLIPCaption': _BLIP_CAPTION,
     'ALBEF': [EvalEntry(n, f'albef/albef_{n}.py', 'test', when=_has('itm_head'))
               for n in _RETRIEVAL],
     'VLMo': [EvalEntry(n, f'vlmo/vlmo_{n}.py', 'test') for n in _RETRIEVAL],

@@ -585,6 +585,15 @@ class LMTokenizer:
                 f'{self.vocab_size}, max_length={self.max_length})')
 
 
+def as_lm_tokenizer(tokenizer, family: str) -> LMTokenizer:
+    """``tokenizer`` as an :class:`LMTokenizer` (a plain ``transformers`` tokenizer is
+    wrapped); ``None`` raises naming ``family`` and the config key to set."""
+    if tokenizer is None:
+        raise RuntimeError(f'{family} needs its LLM tokenizer (model.tokenizer: '
+                           "dict(type='LMTokenizer', pretrained=...))")
+    return tokenizer if isinstance(tokenizer, LMTokenizer) else LMTokenizer(tokenizer=tokenizer)
+
+
 def demo_lm_tokenizer():
     """A ``transformers`` tokenizer over the embedded demo words, in OPT's layout: word
     level, lower-cased, ``<pad>=0``, ``</s>=1`` (BOS and EOS, put first as OPT does),

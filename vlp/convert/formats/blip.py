@@ -1,6 +1,6 @@
 """HF transformers BLIP (Li et al. 2022, "BLIP: Bootstrapping Language-Image
 Pre-training"; ``BlipForImageTextRetrieval`` / ``BlipForConditionalGeneration``) <-> vlp
-``BLIP``.
+``BLIP`` / ``BLIPCaption``.
 
 Table (``i`` = layer; the text BERT through the one HF-BERT table,
 :mod:`vlp.convert.formats.bert`)::
@@ -22,16 +22,16 @@ Table (``i`` = layer; the text BERT through the one HF-BERT table,
 
 The image encoder is timm's ViT (pre-LN, class token, no pre-norm, patch-embedding bias,
 final norm on every token as HF's ``post_layernorm``), the text transformer vlp's
-``BertEncoder`` without token-type embeddings and with cross-attention in every layer; the
-captioning decoder is a separate BERT (``share_decoder=False``). HF ties the LM output
+``BertEncoder`` without token-type embeddings and with cross-attention in every layer. The
+retrieval model imports as a ``BLIP`` without decoder, the captioning model as a
+``BLIPCaption`` (the ViT and the decoder, nothing else, as HF's). HF ties the LM output
 matrix to the decoder's word embeddings: equal or absent gives ``tie_lm_head=True``.
 
 Parts a checkpoint does not hold start at vlp's init (listed in the report under
-``left_at_init``): the retrieval model has no decoder and no temperature
-(``itc.logit_scale`` = log(1 / 0.07)); the captioning model no text encoder, ITC
-projections nor ITM head. The momentum twins copy the online weights. On export those
-parts are dropped (``not_exported``): a BLIP is exported as a retrieval or a captioning
-model (``kind``).
+``left_at_init``): the retrieval model has no temperature (``itc.logit_scale`` =
+log(1 / 0.07)); its momentum twins copy the online weights. On export the parts HF's
+model has not got are dropped (``not_exported``): a BLIP is exported as a retrieval or a
+captioning model (``kind``), a BLIPCaption as a captioning model.
 
 Special tokens: ``dec_token_id`` ([DEC], the caption decoder's first token) is given
 (``--dec-token-id``), else the text config's ``bos_token_id``; ``enc_token_id`` ([ENC]) is
@@ -189,45 +189,43 @@ def hf_blip_model_cfg(config, kind: str, enc_token_id: Optional[int], tie_lm_hea
                       tokenizer: Optional[dict] = None, mean=None, std=None,
                       queue_size: int = BLIP_QUEUE_SIZE, prompt: str = '',
                       dec_token_id: Optional[int] = None, use_enc_token: bool = True) -> dict:
-    """vlp ``BLIP`` config for a HF ``BlipConfig`` (or its dict) and model ``kind``."""
+    """vlp ``BLIP`` (``'retrieval'``) or ``BLIPCaption`` (``'captioning'``) config for a HF
+    ``BlipConfig`` (or its dict)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'retrieval' or 'captioning', got {kind!r}")
     config = _as_hf_config(config)
     vc, tc = config.vision_config, config.text_config
     hidden, embed = tc.hidden_size, config.image_text_hidden_size
     model = dict(
-        type='BLIP',
+        type='BLIP' if kind == 'retrieval' else 'BLIPCaption',
         data_preprocessor=mean_std_255(OPENAI_CLIP_MEAN if mean is None else mean,
                                        OPENAI_CLIP_STD if std is None else std),
         vision=vision_cfg(vc),
         text=text_cfg(tc, vc.hidden_size),
+        dec_token_id=int(tc.bos_token_id if dec_token_id is None else dec_token_id))
+    if tokenizer is not None:
+        model['tokenizer'] = tokenizer
+    if kind == 'captioning':
+        model.update(lm_head=dict(type='MLMHead', hidden_size=hidden, vocab_size=tc.vocab_size,
+                                  act_layer=map_activation(tc.hidden_act),
+                                  ln_eps=tc.layer_norm_eps),
+                     tie_lm_head=tie_lm_head, predict_mode='caption', prompt=prompt,
+                     # BLIP's captioning evaluation (configs/caption_coco.yaml)
+                     generation_cfg=dict(num_beams=3, max_length=20, min_length=5))
+        return model
+    model.update(
         vision_proj=dict(type='Projection', in_dim=vc.hidden_size, out_dim=embed, bias=True,
                          init_std=0.02),
         text_proj=dict(type='Projection', in_dim=hidden, out_dim=embed, bias=True,
-                       init_std=0.02))
-    if kind == 'retrieval':
-        model.update(itm_head=dict(type='ITMHead', hidden_size=hidden), lm_head=None,
-                     predict_mode='retrieval')
-    else:
-        model.update(itm_head=None,
-                     lm_head=dict(type='MLMHead', hidden_size=hidden,
-                                  vocab_size=tc.vocab_size,
-                                  act_layer=map_activation(tc.hidden_act),
-                                  ln_eps=tc.layer_norm_eps),
-                     share_decoder=False, tie_lm_head=tie_lm_head, predict_mode='caption',
-                     prompt=prompt,
-                     # BLIP's captioning evaluation (configs/caption_coco.yaml)
-                     generation_cfg=dict(num_beams=3, max_length=20, min_length=5))
-    model.update(
+                       init_std=0.02),
+        itm_head=dict(type='ITMHead', hidden_size=hidden), lm_head=None,
+        predict_mode='retrieval',
         # BLIP: T = 0.07 at init, clamped to [0.001, 0.5]; HF keeps no temperature
         itc=dict(type='ContrastiveLoss', temperature=0.07, min_logit_scale=2.0,
                  max_logit_scale=1000.0),
-        queue_size=queue_size, queue_ids=kind == 'retrieval', alpha=0.4,
+        queue_size=queue_size, queue_ids=True, alpha=0.4,
         enc_token_id=None if enc_token_id is None else int(enc_token_id),
-        dec_token_id=int(tc.bos_token_id if dec_token_id is None else dec_token_id),
         use_enc_token=bool(use_enc_token))
-    if tokenizer is not None:
-        model['tokenizer'] = tokenizer
     return model
 
 
@@ -327,7 +325,8 @@ def convert(src: Union[str, Mapping[str, torch.Tensor]], out_dir: str, config=No
     hf_name = HF_CLASSES[rep.kind]
     meta = dict(source=f'transformers.{hf_name}', source_path=source_path,
                 converter='tools/convert/hf_blip_to_vlp.py', kind=rep.kind)
-    header = (f'# vlp BLIP converted by tools/convert/hf_blip_to_vlp.py from {source_path}\n'
+    header = (f'# vlp {model_cfg["type"]} converted by tools/convert/hf_blip_to_vlp.py from '
+              f'{source_path}\n'
               f'# (transformers {hf_name}). Left at init: '
               f'{summarize(rep.left_at_init) or "nothing"}.\n'
               f'# [ENC]: use_enc_token={use_enc_token} ('
@@ -392,7 +391,7 @@ def vlp_blip_hf_config(model_cfg: Mapping, kind: str, notes: Optional[List[str]]
     (``notes`` collects what the export could not tell)."""
     notes = [] if notes is None else notes
     from transformers import BlipConfig
-    require(model_cfg, 'BLIP', 'the model')
+    require(model_cfg, ('BLIP', 'BLIPCaption') if kind == 'captioning' else 'BLIP', 'the model')
     if model_cfg.get('two_image_fusion'):
         raise NotImplementedError('BLIP two_image_fusion (NLVR2) has no HF equivalent')
     vision, vit = hf_vision_config(model_cfg['vision'])
@@ -416,7 +415,9 @@ def vlp_blip_hf_config(model_cfg: Mapping, kind: str, notes: Optional[List[str]]
             (text['cross_attention_dim'] or text['hidden_size']) != vit.width:
         raise NotImplementedError('the BERT needs type_vocab_size=0 and cross-attention to '
                                   'the image tokens in every layer')
-    embed = part_args(require(model_cfg['vision_proj'], 'Projection', 'vision_proj'))['out_dim']
+    proj = model_cfg.get('vision_proj')  # a BLIPCaption has none (HF's default then: unused)
+    embed = (256 if kind == 'captioning' and proj is None
+             else part_args(require(proj, 'Projection', 'vision_proj'))['out_dim'])
     ids = _special_ids(model_cfg, notes)
     if ids['dec'] is None:
         raise ValueError('the BLIP config names no dec_token_id (and its tokenizer cannot '
@@ -437,11 +438,13 @@ def vlp_blip_hf_config(model_cfg: Mapping, kind: str, notes: Optional[List[str]]
 
 def export(model_cfg: Mapping, state_dict, out_dir: str, dtype: Optional[torch.dtype] = None,
            kind: Optional[str] = None) -> dict:
-    """vlp ``BLIP`` -> ``out_dir`` (``BlipForImageTextRetrieval`` (``kind='retrieval'``) or
-    ``BlipForConditionalGeneration`` (``'captioning'``) ``.from_pretrained``). ``kind``
-    defaults to retrieval when the model has an ITM head, else captioning."""
+    """vlp ``BLIP`` / ``BLIPCaption`` -> ``out_dir`` (``BlipForImageTextRetrieval``
+    (``kind='retrieval'``) or ``BlipForConditionalGeneration`` (``'captioning'``)
+    ``.from_pretrained``). ``kind`` defaults to retrieval for a BLIP with an ITM head, else
+    captioning."""
     if kind is None:
-        kind = 'retrieval' if model_cfg.get('itm_head') is not None else 'captioning'
+        kind = ('retrieval' if model_cfg.get('type') == 'BLIP'
+                and model_cfg.get('itm_head') is not None else 'captioning')
     if kind not in KINDS:
         raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
     notes = []

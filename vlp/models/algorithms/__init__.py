@@ -2,6 +2,7 @@
 from . import clip  # noqa: F401
 from . import albef  # noqa: F401
 from . import blip  # noqa: F401
+from . import blip_caption  # noqa: F401
 from . import blip_vqa  # noqa: F401
 from . import coca  # noqa: F401
 from . import blip2  # noqa: F401

@@ -22,10 +22,10 @@ from ..fusion.two_image import (adapt_two_image_state_dict, expand_fusion_state_
 from ..losses.contrastive import CLAMPED_ITC, momentum_contrastive_loss
 from ..losses.distill import DistillationSchedule, distilled_cross_entropy
 from ..utils.feature_queue import itc_queue
-from ..utils.masking import mask_tokens
+from ..utils.masking import MLMTokenIds, mask_tokens
 from ..utils.momentum import copy_params, make_momentum_twins
-from ..utils.retrieval import (encode_images, encode_texts, pair_features,
-                               retrieval_predictions)
+from ..utils.retrieval import retrieval_predictions
+from . import shared
 from .base import VLPModel, build_part, pair_batch
 
 
@@ -98,8 +98,7 @@ class ALBEF(VLPModel):
         self.queue = itc_queue(queue_size, self.vision_proj.out_dim, queue_ids, queue_init)
         self.queue_ids = queue_ids
         self.mlm_probability = mlm_probability
-        self._mask_token_id, self._special_token_ids = mask_token_id, special_token_ids
-        self._vocab_size = vocab_size
+        self.mlm_ids = MLMTokenIds(mask_token_id, special_token_ids, vocab_size)
         self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0), **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
 
@@ -116,19 +115,9 @@ class ALBEF(VLPModel):
         super().init_weights()
         copy_params(self.momentum_pairs())
 
-    # -- encoders ---------------------------------------------------------------------------
-    def _image(self, images: torch.Tensor, momentum: bool = False):
-        """``(image_embeds [B, N, C], image_feat [B, D])`` of the online or momentum
-        encoder (videos: :func:`~vlp.models.utils.retrieval.encode_images`)."""
-        towers = ((self.vision_m, self.vision_proj_m) if momentum
-                  else (self.vision, self.vision_proj))
-        return encode_images(*towers, images)
-
-    def _text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
-              momentum: bool = False):
-        """``(text_embeds [B, L, C], text_feat [B, D])`` of the (unimodal) text encoder."""
-        towers = (self.text_m, self.text_proj_m) if momentum else (self.text, self.text_proj)
-        return encode_texts(*towers, input_ids, attention_mask)
+    # -- encoders (the ITC towers and their twins: vision(_proj)(_m), text(_proj)(_m)) -------
+    _image, _text = shared.image_tower, shared.text_tower
+    image_features, text_features = shared.image_features, shared.text_features
 
     def fuse(self, text_embeds: torch.Tensor, text_mask: Optional[torch.Tensor],
              image_embeds, momentum: bool = False,
@@ -139,13 +128,6 @@ class ALBEF(VLPModel):
         fusion = self.fusion_m if momentum else self.fusion
         return fusion(hidden_states=text_embeds, attention_mask=text_mask,
                       image_embeds=image_embeds, image_index=image_index)['text_embeds']
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self._image(images)[1]
-
-    def text_features(self, input_ids: torch.Tensor,
-                      attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self._text(input_ids, attention_mask)[1]
 
     def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor,
                        attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -224,7 +206,7 @@ class ALBEF(VLPModel):
 
     def _mlm_loss(self, input_ids, text_mask, image_embeds, image_embeds_m, alpha: float):
         """MLM of the fusion encoder, distilled from the momentum twins' predictions."""
-        mask_id, special, vocab = self._mlm_ids()
+        mask_id, special, vocab = self.mlm_ids.resolve(self.tokenizer, self.mlm_head, 'ALBEF')
         masked_ids, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
                                          special_ids=special, attention_mask=text_mask)
         sel = labels != -100  # (B, L)
@@ -241,15 +223,8 @@ class ALBEF(VLPModel):
         return distilled_cross_entropy(logits, labels[sel], teacher, alpha)
 
     # -- inference --------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.image_features(self.preprocess_images(images))
-
-    @torch.no_grad()
-    def encode_text(self, texts: Union[str, List[str], torch.Tensor],
-                    attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        tok = self.tokenize(texts, attention_mask)
-        return self.text_features(tok['input_ids'], tok.get('attention_mask'))
+    encode_image, encode_text = shared.encode_image, shared.encode_text
+    extract_feat = shared.extract_feat
 
     @torch.no_grad()
     def itm_score(self, images: torch.Tensor, texts: Union[str, List[str], torch.Tensor],
@@ -261,9 +236,6 @@ class ALBEF(VLPModel):
         image_embeds = self._image(self.preprocess_images(images))[0]
         text_embeds = self._text(tok['input_ids'], mask)[0]
         return self.itm_logits(image_embeds, text_embeds, mask).softmax(dim=-1)[:, 1]
-
-    def extract_feat(self, inputs: dict) -> Dict[str, torch.Tensor]:
-        return pair_features(inputs, self._image, self._text)
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
         """Per image, for ``ITMRetrievalMetric``: ``image_feat [D]``, ``image_embeds

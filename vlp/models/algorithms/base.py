@@ -23,6 +23,7 @@ from mmengine.model import BaseModel
 from vlp.registry import MODELS, TOKENIZERS
 # batch helpers of the families (re-exported: ``from .base import caption_lists``)
 from ..utils.batch import caption_lists, pair_batch, replace_first_token, split_meta  # noqa: F401
+from ..utils.pretrained import without_weights  # noqa: F401  (re-exported)
 
 
 _LAST_LOSS_TERMS: Dict[str, torch.Tensor] = {}
@@ -39,6 +40,17 @@ def build_part(cfg, registry=MODELS):
     if cfg is None or isinstance(cfg, torch.nn.Module):
         return cfg
     return registry.build(cfg)
+
+
+def token_id_property(token: str) -> property:
+    """``enc_token_id = token_id_property('[ENC]')``: the id given to the constructor (kept
+    in ``_enc_token_id``), else the tokenizer's (:meth:`VLPModel.special_token_id`)."""
+    attr = f"_{token.strip('[]').lower()}_token_id"
+
+    def get(self) -> int:
+        setattr(self, attr, self.special_token_id(token, getattr(self, attr, None)))
+        return getattr(self, attr)
+    return property(get, doc=f"id of {token}: the one given, else the tokenizer's")
 
 
 #: the public methods a family may declare in ``capabilities`` (see the module docstring)
@@ -149,31 +161,6 @@ class VLPModel(BaseModel):
     def tokenizer(self, value) -> None:
         self._tokenizer, self._tokenizer_cfg = value, None
 
-    # -- MLM masking ids (models with an ``mlm_head``) -----------------------------------
-    #: tokenizer attributes whose ids MLM never masks (padding positions never are either)
-    mlm_special_tokens = ('pad_token_id', 'cls_token_id')
-
-    def _mlm_ids(self):
-        """``(mask_token_id, special_ids, vocab_size)`` of MLM masking: the model's
-        ``mask_token_id`` / ``special_token_ids`` / ``vocab_size`` arguments, else the
-        tokenizer's ``[MASK]`` and :attr:`mlm_special_tokens` (``[0]`` without a tokenizer)
-        and the MLM head's output size; resolved once."""
-        tok = self.tokenizer
-        mask_id = self._mask_token_id
-        if mask_id is None:
-            mask_id = getattr(tok, 'mask_token_id', None)
-            if mask_id is None:
-                raise ValueError(f'{type(self).__name__} MLM needs mask_token_id (or a '
-                                 'tokenizer with [MASK])')
-        special = self._special_token_ids
-        if special is None:
-            special = [0] if tok is None else [
-                i for i in (getattr(tok, n, None) for n in self.mlm_special_tokens)
-                if i is not None]
-        vocab = self._vocab_size or self.mlm_head.decoder.out_features
-        self._mask_token_id, self._special_token_ids, self._vocab_size = mask_id, special, vocab
-        return mask_id, special, vocab
-
     # -- mmengine entry point -------------------------------------------------------
     def parse_losses(self, losses):
         """mmengine's; the step's terms are also kept for the non-finite guard's messages
@@ -266,24 +253,3 @@ class VLPModel(BaseModel):
             if module is not self and hasattr(module, 'set_grad_checkpointing'):
                 module.set_grad_checkpointing(enable)
 
-
-def without_weights(cfg):
-    """A model config with pretrained-weight loading switched off (``pretrained`` -> False /
-    None, ``checkpoint`` -> None; tokenizers kept: their files are configuration, not
-    weights): paper configs name hub weights or local files a test or benchmark machine
-    does not have."""
-    if isinstance(cfg, dict):
-        out = {}
-        for k, v in cfg.items():
-            if k == 'pretrained':
-                out[k] = False if isinstance(v, bool) else None
-            elif k == 'checkpoint':
-                out[k] = None
-            elif k == 'tokenizer':
-                out[k] = v
-            else:
-                out[k] = without_weights(v)
-        return out
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(without_weights(v) for v in cfg)
-    return cfg

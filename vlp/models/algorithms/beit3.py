@@ -22,7 +22,7 @@ import torch
 from vlp.registry import MODELS
 from ..losses.mim import mim_loss
 from ..losses.mlm import masked_token_loss
-from ..utils.masking import block_wise_mask, mask_tokens
+from ..utils.masking import MLMTokenIds, block_wise_mask, mask_tokens
 from .base import VLPModel, build_part
 
 MODES = ('image', 'text', 'pair')
@@ -67,8 +67,6 @@ class BEiT3(VLPModel):
         "classification head. Fine-tune it with a task model: VQAClassifier / VLClassifier "
         "(model=dict(type='BEiT3', ...)) or BEiT3Retrieval; the [CLS] states are available "
         "from forward(mode='tensor') / extract_feat")}
-    mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id', 'bos_token_id',
-                          'eos_token_id')
 
     def __init__(self, backbone: dict, mlm_head: dict, mim_head: dict, visual_tokenizer: dict,
                  mim_mask: Optional[dict] = None, mlm_probability: float = 0.15,
@@ -98,9 +96,8 @@ class BEiT3(VLPModel):
         self.mlm_probability = mlm_probability
         self.pair_mlm_probability = pair_mlm_probability
         self.pair_mim = pair_mim
-        self._mask_token_id = mask_token_id
-        self._special_token_ids = special_token_ids
-        self._vocab_size = vocab_size
+        self.mlm_ids = MLMTokenIds(mask_token_id, special_token_ids, vocab_size, (
+            'pad_token_id', 'cls_token_id', 'sep_token_id', 'bos_token_id', 'eos_token_id'))
         self.loss_weights = {**dict(mim=1.0, mlm=1.0, pair_mlm=1.0, pair_mim=1.0),
                              **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
@@ -109,7 +106,7 @@ class BEiT3(VLPModel):
     def mask_text(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
                   probability: float):
         """``(masked_ids, labels)``; labels ``-100`` where not chosen."""
-        mask_id, special, vocab = self._mlm_ids()
+        mask_id, special, vocab = self.mlm_ids.resolve(self.tokenizer, self.mlm_head, 'BEiT3')
         return mask_tokens(input_ids, mask_id, vocab, probability, special_ids=special,
                            attention_mask=text_mask)
 

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..losses.contrastive import CLAMPED_ITC
-from ..utils.retrieval import pair_features, retrieval_predictions
-from .base import VLPModel, build_part, pair_batch, replace_first_token
+from ..utils.retrieval import retrieval_predictions
+from . import shared
+from .base import VLPModel, build_part, pair_batch, replace_first_token, token_id_property
 
 _DTYPES = {None: None, 'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -114,10 +115,7 @@ class BLIP2(VLPModel):
             self.vision.eval()  # no dropout / drop-path in the frozen encoder
         return self
 
-    @property
-    def dec_token_id(self) -> int:
-        self._dec_token_id = self.special_token_id('[DEC]', self._dec_token_id)
-        return self._dec_token_id
+    dec_token_id = token_id_property('[DEC]')
 
     # -- encoders ---------------------------------------------------------------------------
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -197,22 +195,15 @@ class BLIP2(VLPModel):
         return losses
 
     # -- inference ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> the normalised query features ``[B, Q, D]`` (ITC: max over queries)."""
-        return self._image(self.preprocess_images(images))[1]
+    # encode_image: the normalised query features [B, Q, D] (ITC: max over the queries)
+    encode_image, encode_text = shared.encode_image, shared.encode_text
+    extract_feat = shared.extract_feat
 
     @torch.no_grad()
     def query_features(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> the Q-Former's query outputs ``[B, Q, C]`` (no projection: HF's
         ``Blip2Model.get_qformer_features``, LAVIS's ``image_embeds``)."""
         return self.qformer(self.image_tokens(self.preprocess_images(images)))['query_embeds']
-
-    @torch.no_grad()
-    def encode_text(self, texts, attention_mask: Optional[torch.Tensor] = None):
-        """Strings or token ids -> normalised ``[B, D]``."""
-        tok = self.tokenize(texts, attention_mask)
-        return self._text(tok['input_ids'], tok.get('attention_mask'))[1]
 
     @torch.no_grad()
     def itm_score(self, images: torch.Tensor, texts, attention_mask=None) -> torch.Tensor:
@@ -222,9 +213,6 @@ class BLIP2(VLPModel):
         image_embeds = self.image_tokens(self.preprocess_images(images))
         logits = self.itm_logits(image_embeds, tok['input_ids'], tok.get('attention_mask'))
         return logits.softmax(dim=-1)[:, 1]
-
-    def extract_feat(self, inputs: dict) -> Dict[str, torch.Tensor]:
-        return pair_features(inputs, self._image, self._text)
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
         """``ITMRetrievalMetric``'s inputs: per image the query features ``[Q, D]`` and the

@@ -15,13 +15,13 @@ import torch
 import torch.nn as nn
 
 from vlp.registry import MODELS
-from vlp.datasets.tokenizers import LMTokenizer
+from vlp.datasets.tokenizers import LMTokenizer, as_lm_tokenizer
 from ..backbones.hf_lm import to_dtype
-from ..utils.llm_inputs import assemble_inputs
+from ..necks.projection import llm_projector
+from ..utils.llm_inputs import assemble_inputs, hf_generate_options, lm_logits
 from ..utils.pretrained import load_prefixed_parts
 from .base import VLPModel, build_part, split_meta
 
-PROJECTORS = ('linear', 'mlp2x_gelu')
 IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT-4, LLaVA)
 # Q-Former parameters that only the text uses (embeddings, the text FFNs): a query-only
 # pass never reaches them; BLIP-2 stage 2 deletes them, they are frozen here (so the
@@ -29,12 +29,6 @@ IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT
 _QFORMER_TEXT_ONLY = re.compile(
     r'^(word_embeddings|position_embeddings|token_type_embeddings|pooler)\.'
     r'|^blocks\.\d+\.(mlp|norm2)\.')
-
-
-def _freeze(module: nn.Module) -> None:
-    for p in module.parameters():
-        p.requires_grad_(False)
-    module.eval()
 
 
 @MODELS.register_module()
@@ -93,8 +87,6 @@ class BLIP2LM(VLPModel):
                          init_cfg=init_cfg)
         if tokenizer is not None and not isinstance(tokenizer, dict):
             self.tokenizer = tokenizer  # a tokenizer object
-        if projector not in PROJECTORS:
-            raise ValueError(f'projector must be one of {PROJECTORS}, got {projector!r}')
         if predict_mode not in ('caption', 'vqa'):
             raise ValueError(f"BLIP2LM.predict_mode must be 'caption' or 'vqa', got "
                              f'{predict_mode!r}')
@@ -112,13 +104,9 @@ class BLIP2LM(VLPModel):
             if llm_grad_checkpointing:
                 llm['grad_checkpointing'] = True
         self.llm = build_part(llm)
-        in_dim = self.qformer.hidden_size if use_queries else self.vision.embed_dim
-        out_dim = self.llm.hidden_size
-        if projector == 'linear':
-            self.projection = nn.Linear(in_dim, out_dim)
-        else:  # LLaVA-1.5: Linear -> GELU -> Linear
-            self.projection = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(),
-                                            nn.Linear(out_dim, out_dim))
+        self.projection = llm_projector(
+            projector, self.qformer.hidden_size if use_queries else self.vision.embed_dim,
+            self.llm.hidden_size)
         self.use_queries = use_queries
         if not use_queries:
             self.drop_capabilities('built with use_queries=False (no Q-Former: LLaVA)',
@@ -135,15 +123,11 @@ class BLIP2LM(VLPModel):
             self.load_stage1(stage1['checkpoint'], strict=stage1.get('strict', True))
         if self.vision_dtype is not None:
             self.vision.to(self.vision_dtype)
-        self._frozen = [self.vision]
-        if freeze_ln_vision and self.ln_vision is not None:
-            self._frozen.append(self.ln_vision)
-        if freeze_qformer and self.qformer is not None:
-            self._frozen.append(self.qformer)
-        if freeze_llm:
-            self._frozen.append(self.llm)
+        self._frozen = [part for part, frozen in (
+            (self.vision, True), (self.ln_vision, freeze_ln_vision),
+            (self.qformer, freeze_qformer), (self.llm, freeze_llm)) if frozen and part is not None]
         for part in self._frozen:
-            _freeze(part)
+            part.requires_grad_(False).eval()
         if self.qformer is not None:
             for name, p in self.qformer.named_parameters():
                 if _QFORMER_TEXT_ONLY.match(name):
@@ -227,12 +211,8 @@ class BLIP2LM(VLPModel):
     def lm_tokenizer(self) -> LMTokenizer:
         """``self.tokenizer`` as an :class:`LMTokenizer` (a plain ``transformers``
         tokenizer set with ``model.tokenizer = ...`` is wrapped once)."""
-        tok = self.tokenizer
-        if tok is None:
-            raise RuntimeError('BLIP2LM needs its LLM tokenizer (model.tokenizer: '
-                               "dict(type='LMTokenizer', pretrained=...))")
-        if not isinstance(tok, LMTokenizer):
-            tok = LMTokenizer(tokenizer=tok)
+        tok = as_lm_tokenizer(self.tokenizer, 'BLIP2LM')
+        if tok is not self.tokenizer:
             self.tokenizer = tok
         return tok
 
@@ -258,28 +238,12 @@ class BLIP2LM(VLPModel):
         ``t`` predicts ``labels[t]``). Per-sample ``prompt_ids`` / ``prompt_mask`` are read
         from ``inputs`` or, as the data preprocessor passes unknown keys, ``data_samples``."""
         prompts = self.visual_prompts(inputs['images'])
-        B = prompts.shape[0]
         text_ids, text_mask = inputs['input_ids'], inputs.get('attention_mask')
-        if text_mask is None:
-            text_mask = torch.ones_like(text_ids)
-        texts = [row[m.bool()].tolist() for row, m in zip(text_ids, text_mask)]
         extra = {**(data_samples if isinstance(data_samples, dict) else {}), **inputs}
-        parts = self._prompt_rows(B, extra.get('prompt_ids'), extra.get('prompt_mask'))
-        before = [pre for pre, _ in parts]
-        if self.llm.is_encoder_decoder:
-            embeds, att, _ = assemble_inputs(self.llm.embed_tokens, prompts, before,
-                                             [post for _, post in parts])
-            labels = text_ids.masked_fill(text_mask == 0, -100)
-            dec_in = self.llm.decoder_input_ids(labels)
-            out = self.llm(inputs_embeds=embeds, attention_mask=att,
-                           decoder_input_ids=dec_in, decoder_attention_mask=text_mask)
-            return out.logits, labels
-        after = [post + t for (_, post), t in zip(parts, texts)]
-        labs = [[-100] * len(post) + t for (_, post), t in zip(parts, texts)]
-        embeds, att, labels = assemble_inputs(self.llm.embed_tokens, prompts, before, after,
-                                              labs)
-        out = self.llm(inputs_embeds=embeds, attention_mask=att)
-        return out.logits, labels
+        parts = self._prompt_rows(prompts.shape[0], extra.get('prompt_ids'),
+                                  extra.get('prompt_mask'))
+        return lm_logits(self.llm, prompts, parts, text_ids,
+                         torch.ones_like(text_ids) if text_mask is None else text_mask)
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
         """One dict per image with the sample's metadata and ``pred_caption`` (decoded with
@@ -309,15 +273,11 @@ class BLIP2LM(VLPModel):
         Args:
             prompt: a string for every image or one per image (default ``self.prompt``;
                 VQA: ``'Question: {} Answer:'.format(q)``); not part of the outputs.
-            decoding: HF ``generate`` options over ``generation_cfg`` (``num_beams``,
-                ``do_sample``, ``top_p``, ``top_k``, ``temperature``,
-                ``repetition_penalty``, ``length_penalty``, ``eos_token_id``, ...).
-                Lengths count **generated tokens only** (not the visual prompts, not the
-                prompt; EOS included), for both LM kinds: ``max_length`` and
-                ``max_new_tokens`` are the same bound (``max_new_tokens`` wins),
-                ``min_length`` becomes HF's ``min_new_tokens``. Default: greedy,
-                ``max_length=30`` (BLIP-2's captioning setting uses ``num_beams=5``,
-                ``max_length=30``, ``min_length=8``: set it in ``generation_cfg``).
+            decoding: HF ``generate`` options (``num_beams``, ``do_sample``, ``top_p``, ...)
+                over ``generation_cfg``; lengths count **generated tokens only**
+                (:func:`~vlp.models.utils.llm_inputs.hf_generate_options`). Default:
+                greedy, ``max_length=30`` (BLIP-2's captioning: ``num_beams=5``,
+                ``max_length=30``, ``min_length=8``, set in ``generation_cfg``).
         """
         return self._generate(self.preprocess_images(images), prompt, **decoding)
 
@@ -329,15 +289,7 @@ class BLIP2LM(VLPModel):
         if isinstance(prompt, str):
             prompt = [prompt] * B
         parts = self._prompt_rows(B, prompts=prompt)
-        opts = dict(max_length=30)
-        opts.update(self.generation_cfg)
-        opts.update(decoding)
-        max_new = opts.pop('max_new_tokens', None)
-        max_len = opts.pop('max_length')
-        opts['max_new_tokens'] = max_new if max_new is not None else max_len
-        if 'min_length' in opts:
-            opts['min_new_tokens'] = opts.pop('min_length')
-        opts.setdefault('pad_token_id', tok.pad_token_id)
+        opts = hf_generate_options(self.generation_cfg, decoding, pad_token_id=tok.pad_token_id)
         embeds, att, _ = assemble_inputs(self.llm.embed_tokens, prompts,
                                          [pre for pre, _ in parts], [post for _, post in parts],
                                          left=not self.llm.is_encoder_decoder)

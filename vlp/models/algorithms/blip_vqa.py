@@ -29,16 +29,15 @@ from vlp.registry import MODELS
 from ..layers.attention import DecodingCache
 from ..utils.answers import (answer_weights, answers_of, rank_candidates,  # noqa: F401
                              resolve_answer_list, sequence_nll, weighted_answers)
-from ..utils.generation import generate_texts
+from ..utils.generation import decode_texts, generate_ids
 from ..utils.pretrained import GROW_KEYS, load_pretrained_weights
-from .base import VLPModel, build_part, replace_first_token, split_meta
+from .base import VLPModel, build_part, replace_first_token, split_meta, token_id_property
+from .blip_caption import UNUSED_BLIP_KEYS
 
-# BLIP constructor keys that only the pre-training objectives use: accepted (so a BLIP
+# BLIP constructor keys that only pre-training and captioning use: accepted (so a BLIP
 # config can be re-typed as BLIPVQA) and ignored
-_BLIP_ONLY_KEYS = frozenset((
-    'vision_proj', 'text_proj', 'itm_head', 'itc', 'caption_loss', 'share_decoder',
-    'queue_size', 'queue_ids', 'queue_init', 'momentum_distill', 'alpha', 'itm_negatives',
-    'prompt', 'prompt_in_loss', 'predict_mode', 'loss_weights'))
+_BLIP_ONLY_KEYS = (UNUSED_BLIP_KEYS - {'enc_token_id'}) | {
+    'caption_loss', 'prompt', 'prompt_in_loss', 'predict_mode'}
 
 
 @MODELS.register_module()
@@ -116,15 +115,7 @@ class BLIPVQA(VLPModel):
         if inference not in ('rank', 'generate'):
             raise ValueError(f"inference must be 'rank' or 'generate', got {inference!r}")
 
-    @property
-    def enc_token_id(self) -> int:
-        self._enc_token_id = self.special_token_id('[ENC]', self._enc_token_id)
-        return self._enc_token_id
-
-    @property
-    def dec_token_id(self) -> int:
-        self._dec_token_id = self.special_token_id('[DEC]', self._dec_token_id)
-        return self._dec_token_id
+    enc_token_id, dec_token_id = token_id_property('[ENC]'), token_id_property('[DEC]')
 
     # -- candidate answers ------------------------------------------------------------------
     @property
@@ -238,21 +229,14 @@ class BLIPVQA(VLPModel):
         tok = self.tokenizer
         if tok is None:
             raise RuntimeError('BLIPVQA generation needs a tokenizer')
-
-        def next_token_logits(seq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return self.answer_logits(seq, None, question_states[rows],
-                                      question_mask[rows])[:, -1].float()
-
-        def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
-            return self.answer_logits(new, None, question_states, question_mask,
-                                      cache)[:, -1].float()
-
         eos = getattr(tok, 'sep_token_id', None)
-        return generate_texts(next_token_logits, tok, [self.dec_token_id],
-                              question_states.shape[0], question_states.device,
-                              tok.eos_token_id if eos is None else eos,
-                              dict(num_beams=3, max_length=10, min_length=1),
-                              self.generation_cfg, decoding, cached_step=cached_step)
+        ids = generate_ids(lambda ids, ctx, mask, cache: self.answer_logits(ids, None, ctx, mask,
+                                                                           cache),
+                           question_states, [self.dec_token_id],
+                           tok.eos_token_id if eos is None else eos, tok.pad_token_id,
+                           dict(num_beams=3, max_length=10, min_length=1),
+                           self.generation_cfg, decoding, context_mask=question_mask)
+        return decode_texts(tok, ids, 1)
 
     @torch.no_grad()
     def answer_questions(self, images: torch.Tensor, input_ids: torch.Tensor,

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlp.registry import MODELS
-from ..utils.generation import decode_texts, generate_ids
+from ..utils.generation import decode_texts, eos_pad_ids, generate_ids
 from .base import VLPModel, build_part
 from .base import split_meta
 from .clip import CLIP
@@ -233,11 +233,7 @@ class CoCa(VLPModel):
         included) of the captions of normalised ``images``. Both text decoders cache their
         keys and values (the captioning tokens' computed once per caption) unless
         ``use_cache=False``. EOS / padding: the tokenizer's EOT / pad ids unless given."""
-        if eos_token_id is None or pad_token_id is None:
-            if self.tokenizer is None:
-                raise RuntimeError('CoCa.generate_ids needs a tokenizer or eos/pad ids')
-            eos_token_id = self.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
-            pad_token_id = self.tokenizer.pad_token_id if pad_token_id is None else pad_token_id
+        eos, pad = eos_pad_ids(self.tokenizer, eos_token_id, pad_token_id, 'CoCa')
         cap = self.image_features(images)['caption_tokens']  # (B, N, C)
         opts = dict(max_length=30)
         opts.update(self.generation_cfg)
@@ -248,14 +244,11 @@ class CoCa(VLPModel):
         if max_len > limit:
             raise ValueError(f'generation length {max_len} exceeds the text decoder context '
                              f'({limit - 1} tokens, plus the last one generated)')
+        return generate_ids(self._decode_logits, cap, prompt_ids, eos, pad, opts)
 
-        def next_token_logits(seq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            hidden = self.text(seq, torch.ones_like(seq))['text_hidden']  # (N, T, C)
-            return self.caption_logits(hidden, cap[rows])[:, -1].float()  # (N, V)
-
-        def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
-            hidden = self.text.decode_step(new, cache)  # (N, t, C): both stacks cache them
-            return self.decoder(hidden, cap, cache=cache)[:, -1].float()  # (N, V)
-
-        return generate_ids(next_token_logits, cached_step, prompt_ids, images.shape[0],
-                            images.device, eos_token_id, pad_token_id, opts)
+    def _decode_logits(self, ids: torch.Tensor, cap: torch.Tensor, _mask, cache=None):
+        """Next-token logits ``[N, T, V]`` of ids over captioning tokens ``cap``; with a
+        ``cache``, of the new ids only (both text stacks cache their keys/values)."""
+        if cache is None:
+            return self.caption_logits(self.text(ids, torch.ones_like(ids))['text_hidden'], cap)
+        return self.decoder(self.text.decode_step(ids, cache), cap, cache=cache)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from vlp.registry import MODELS
 from ..losses.mlm import masked_token_loss
-from ..utils.masking import mask_tokens, mask_whole_words
+from ..utils.masking import MLMTokenIds, mask_tokens, mask_whole_words
 from .base import VLPModel, build_part, caption_lists, split_meta
 
 
@@ -50,7 +50,6 @@ class ViLT(VLPModel):
     """
     capabilities = frozenset({'loss', 'predict', 'extract_feat', 'itm_score',
                               'rerank_scores', 'fused_features'})
-    mlm_special_tokens = ('pad_token_id', 'cls_token_id', 'sep_token_id')
 
     def __init__(self, backbone: dict, itm_head: Optional[dict] = None,
                  mlm_head: Optional[dict] = None, wpa: Optional[dict] = None,
@@ -74,9 +73,8 @@ class ViLT(VLPModel):
         self.itm_neg_prob = itm_neg_prob
         self.mlm_probability = mlm_probability
         self.whole_word_masking = whole_word_masking
-        self._mask_token_id = mask_token_id
-        self._special_token_ids = special_token_ids
-        self._vocab_size = vocab_size
+        self.mlm_ids = MLMTokenIds(mask_token_id, special_token_ids, vocab_size,
+                                   ('pad_token_id', 'cls_token_id', 'sep_token_id'))
         self.loss_weights = {**dict(itm=1.0, mlm=1.0, wpa=0.1), **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
 
@@ -149,7 +147,8 @@ class ViLT(VLPModel):
                                out['image_mask'], matched)
                 losses['loss_wpa'] = self.loss_weights['wpa'] * wpa['loss_wpa']
         if self.mlm_head is not None:
-            mask_id, special, vocab = self._mlm_ids()
+            mask_id, special, vocab = self.mlm_ids.resolve(self.tokenizer, self.mlm_head,
+                                                            'ViLT')
             word_ids = self._word_ids(inputs, data_samples) if self.whole_word_masking \
                 else None
             if word_ids is not None:

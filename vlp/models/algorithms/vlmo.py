@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from vlp.registry import MODELS
 from ..losses.mim import mim_loss
 from ..losses.mlm import masked_token_loss
-from ..utils.masking import block_wise_mask, mask_tokens
-from ..utils.retrieval import pair_features, retrieval_predictions
+from ..utils.masking import MLMTokenIds, block_wise_mask, mask_tokens
+from ..utils.retrieval import retrieval_predictions
+from . import shared
 from .base import VLPModel, build_part, pair_batch
 
 _BLOCK = r'^backbone\.blocks\.\d+\.'
@@ -116,9 +117,7 @@ class VLMo(VLPModel):
         self.itm = build_part(itm if itm is not None else
                               dict(type='ITMLoss', negatives=itm_negatives))
         self.mlm_probability = mlm_probability
-        self._mask_token_id = mask_token_id
-        self._special_token_ids = special_token_ids
-        self._vocab_size = vocab_size
+        self.mlm_ids = MLMTokenIds(mask_token_id, special_token_ids, vocab_size)
         self.loss_weights = {**dict(itc=1.0, itm=1.0, mlm=1.0, mim=1.0),
                              **(loss_weights or {})}
         self.set_grad_checkpointing(grad_checkpointing)
@@ -151,12 +150,7 @@ class VLMo(VLPModel):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         return out['text_embeds'], F.normalize(self.text_proj(out['text_pooled']), dim=-1)
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self._image(images)[1]
-
-    def text_features(self, input_ids: torch.Tensor,
-                      attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self._text(input_ids, attention_mask)[1]
+    image_features, text_features = shared.image_features, shared.text_features
 
     def fuse(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
              images: torch.Tensor) -> torch.Tensor:
@@ -188,7 +182,7 @@ class VLMo(VLPModel):
     # -- objectives ----------------------------------------------------------------------------
     def _mlm(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
              images: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
-        mask_id, special, vocab = self._mlm_ids()
+        mask_id, special, vocab = self.mlm_ids.resolve(self.tokenizer, self.mlm_head, 'VLMo')
         masked, labels = mask_tokens(input_ids, mask_id, vocab, self.mlm_probability,
                                      special_ids=special, attention_mask=text_mask)
         out = self.backbone(images=images, input_ids=masked, attention_mask=text_mask)
@@ -231,14 +225,9 @@ class VLMo(VLPModel):
         return losses
 
     # -- inference ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.image_features(self.preprocess_images(images))
-
-    @torch.no_grad()
-    def encode_text(self, texts, attention_mask: Optional[torch.Tensor] = None):
-        tok = self.tokenize(texts, attention_mask)
-        return self.text_features(tok['input_ids'], tok.get('attention_mask'))
+    # the dual-encoder features of the image-only and text-only passes
+    encode_image, encode_text = shared.encode_image, shared.encode_text
+    extract_feat = shared.extract_feat
 
     @torch.no_grad()
     def itm_score(self, images: torch.Tensor, texts, attention_mask=None) -> torch.Tensor:
@@ -248,11 +237,6 @@ class VLMo(VLPModel):
         logits = self.itm_logits(self.preprocess_images(images), tok['input_ids'],
                                  tok.get('attention_mask'))
         return logits.softmax(dim=-1)[:, 1]
-
-    def extract_feat(self, inputs: dict) -> Dict[str, torch.Tensor]:
-        """The dual-encoder features: ``image_embeds`` / ``image_feat`` of the image-only
-        pass, ``text_embeds`` / ``text_feat`` of the text-only pass."""
-        return pair_features(inputs, self._image, self._text)
 
     def predict(self, inputs: dict, data_samples: Optional[dict] = None) -> List[dict]:
         """``ITMRetrievalMetric``'s inputs: the ITC features, and for the re-ranking the

@@ -69,3 +69,19 @@ class MLPProjection(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., C] -> [..., D]`` (pooled features or a sequence of tokens)."""
         return self.fc2(self.act(self.fc1(x)))
+
+
+#: the projections :func:`llm_projector` builds
+LLM_PROJECTORS = ('linear', 'mlp2x_gelu')
+
+
+def llm_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """The vision-to-LLM projection of ``BLIP2LM`` by name, in the key layout of the
+    released checkpoints: ``'linear'`` (BLIP-2, MiniGPT-4, LLaVA v1: ``weight`` / ``bias``)
+    or ``'mlp2x_gelu'`` (LLaVA-1.5's ``mm_projector``: ``Linear -> GELU -> Linear`` as an
+    ``nn.Sequential``, keys ``0.*`` / ``2.*``)."""
+    if kind not in LLM_PROJECTORS:
+        raise ValueError(f'projector must be one of {LLM_PROJECTORS}, got {kind!r}')
+    if kind == 'linear':
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))

@@ -6,9 +6,10 @@
 
 which returns the logits of the token that follows each row of ``ids``. ``rows[n]`` is the
 index in ``[0, B)`` of the batch item that hypothesis ``n`` belongs to, so the caller can
-pick its per-item context (``image_embeds[rows]``). BLIP, CoCa and BLIP-2 captioning share
-it; the prompt is whatever the caller puts in ``input_ids`` (BLIP: ``[DEC] a picture of``;
-CoCa: the start-of-text token).
+pick its per-item context (``image_embeds[rows]``). BLIP, BLIP's VQA and CoCa share it
+through :func:`generate_ids`, which builds both callables from one ``logits(ids, context,
+context_mask, cache)`` of the family; the prompt is whatever the caller puts in
+``input_ids`` (BLIP: ``[DEC] a picture of``; CoCa: the start-of-text token).
 
 **Key/value cache** (the default where the decoder gives one): a second callable::
 
@@ -91,12 +92,15 @@ import torch.nn.functional as F
 
 from ..layers.attention import DecodingCache
 
-__all__ = ['generate', 'generate_ids', 'generate_texts', 'decode_texts', 'DecodingCache']
+__all__ = ['generate', 'generate_ids', 'eos_pad_ids', 'decode_texts', 'DecodingCache']
 
 _NEG = -1.0e9  # "impossible" score used by the beam bookkeeping (HF uses the same value)
 
 NextTokenLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CachedStep = Callable[[torch.Tensor, torch.Tensor, DecodingCache], torch.Tensor]
+#: ``(ids, context, context_mask, cache) -> logits [N, T, V]`` (see :func:`generate_ids`)
+ContextLogits = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor],
+                          Optional[DecodingCache]], torch.Tensor]
 
 
 def _is_int(x) -> bool:
@@ -449,32 +453,46 @@ def generate(next_token_logits: NextTokenLogits,
         generator=generator, proc=proc)
 
 
-def generate_ids(next_token_logits: Optional[NextTokenLogits], cached_step: Optional[CachedStep],
-                 prompt_ids: Sequence[int], batch_size: int, device,
-                 eos_token_id: Union[int, Sequence[int]], pad_token_id: int,
-                 *options: dict) -> torch.Tensor:
-    """:func:`generate` from ``prompt_ids`` (the same for the ``batch_size`` items), with
-    ``options`` (dicts of its arguments, ``use_cache`` included) merged left to right: a
-    family's defaults, its ``generation_cfg``, the call's own. Returns the full sequences
-    ``[batch_size * num_return_sequences, L]``, prompt included."""
+def generate_ids(logits: ContextLogits, context: torch.Tensor, prompt_ids: Sequence[int],
+                 eos_token_id: Union[int, Sequence[int]], pad_token_id: int, *options: dict,
+                 context_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`generate` for a decoder over a per-item ``context [B, N, C]`` (image tokens,
+    question states; ``context_mask [B, N]``) from ``prompt_ids`` (the same for every
+    item), with ``options`` (dicts of :func:`generate`'s arguments, ``use_cache``
+    included) merged left to right: a family's defaults, its ``generation_cfg``, the
+    call's own. ``logits(ids, context, context_mask, cache) -> [N, T, V]``: without a
+    cache, every hypothesis's full prefix and its item's rows of the context; with one,
+    the new ids and the whole batch's context (the cache computes its keys/values once and
+    routes each hypothesis to its item). Returns the sequences ``[B *
+    num_return_sequences, L]``, prompt included."""
     opts = {}
     for o in options:
         opts.update(o)
-    ids = torch.tensor(list(prompt_ids), dtype=torch.long, device=device).repeat(batch_size, 1)
+
+    def next_token_logits(seq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        mask = None if context_mask is None else context_mask[rows]
+        return logits(seq, context[rows], mask, None)[:, -1].float()
+
+    def cached_step(new: torch.Tensor, rows: torch.Tensor, cache) -> torch.Tensor:
+        return logits(new, context, context_mask, cache)[:, -1].float()
+
+    ids = torch.tensor(list(prompt_ids), dtype=torch.long,
+                       device=context.device).repeat(context.shape[0], 1)
     return generate(next_token_logits, ids, eos_token_id=eos_token_id,
                     pad_token_id=pad_token_id, cached_step=cached_step, **opts)
+
+
+def eos_pad_ids(tokenizer, eos_token_id: Optional[int], pad_token_id: Optional[int],
+                family: str, eos_name: str = 'eos_token_id'):
+    """``(eos, pad)``: the ids given, else the tokenizer's ``eos_name`` / ``pad_token_id``."""
+    if eos_token_id is None or pad_token_id is None:
+        if tokenizer is None:
+            raise RuntimeError(f'{family}.generate_ids needs a tokenizer or eos/pad ids')
+        eos_token_id = getattr(tokenizer, eos_name) if eos_token_id is None else eos_token_id
+        pad_token_id = tokenizer.pad_token_id if pad_token_id is None else pad_token_id
+    return eos_token_id, pad_token_id
 
 
 def decode_texts(tokenizer, ids: torch.Tensor, prompt_len: int) -> List[str]:
     """The texts of :func:`generate_ids`' rows without their first ``prompt_len`` tokens."""
     return [tokenizer.decode(row[prompt_len:].tolist()).strip() for row in ids]
-
-
-def generate_texts(next_token_logits: Optional[NextTokenLogits], tokenizer,
-                   prompt_ids: Sequence[int], batch_size: int, device,
-                   eos_token_id: Union[int, Sequence[int]], *options: dict,
-                   cached_step: Optional[CachedStep] = None) -> List[str]:
-    """``batch_size`` texts decoded by :func:`generate_ids`, returned without the prompt."""
-    out = generate_ids(next_token_logits, cached_step, prompt_ids, batch_size, device,
-                       eos_token_id, tokenizer.pad_token_id, *options)
-    return decode_texts(tokenizer, out, len(prompt_ids))

@@ -32,3 +32,43 @@ def assemble_inputs(embed_tokens: Callable[[torch.Tensor], torch.Tensor],
             end = start + len(x)
             lab[i, end - len(labels[i]):end] = torch.tensor(labels[i], device=device)
     return embeds, mask, (lab if labels is not None else None)
+
+
+def lm_logits(llm, prompts: torch.Tensor, parts: List[tuple], text_ids: torch.Tensor,
+              text_mask: torch.Tensor):
+    """LLM logits and the label tensor they are scored against, for target texts
+    ``text_ids`` / ``text_mask [B, L]`` (no BOS, EOS last) after the visual ``prompts [B, Q,
+    H]`` and the per-row ``(before, after)`` prompt ids ``parts``. A decoder-only LM reads
+    ``[before; visual; after; text]`` (labels on the text only; position ``t`` predicts
+    ``labels[t + 1]``); an encoder-decoder LM encodes ``[before; visual; after]`` and
+    decodes the text (position ``t`` predicts ``labels[t]``). ``llm``: an
+    ``HFLanguageModel`` (``embed_tokens``, ``is_encoder_decoder``, ``decoder_input_ids``)."""
+    before = [pre for pre, _ in parts]
+    if llm.is_encoder_decoder:
+        embeds, att, _ = assemble_inputs(llm.embed_tokens, prompts, before,
+                                         [post for _, post in parts])
+        labels = text_ids.masked_fill(text_mask == 0, -100)
+        out = llm(inputs_embeds=embeds, attention_mask=att,
+                  decoder_input_ids=llm.decoder_input_ids(labels), decoder_attention_mask=text_mask)
+        return out.logits, labels
+    texts = [row[m.bool()].tolist() for row, m in zip(text_ids, text_mask)]
+    after = [post + t for (_, post), t in zip(parts, texts)]
+    labs = [[-100] * len(post) + t for (_, post), t in zip(parts, texts)]
+    embeds, att, labels = assemble_inputs(llm.embed_tokens, prompts, before, after, labs)
+    return llm(inputs_embeds=embeds, attention_mask=att).logits, labels
+
+
+def hf_generate_options(*options: dict, pad_token_id: int) -> dict:
+    """HF ``generate`` keyword arguments from ``options`` merged left to right (over
+    ``max_length=30``), with lengths that count **generated tokens only** for both LM kinds:
+    ``max_length`` / ``max_new_tokens`` become ``max_new_tokens`` (``max_new_tokens``
+    wins), ``min_length`` becomes ``min_new_tokens``; ``pad_token_id`` unless given."""
+    opts = dict(max_length=30)
+    for o in options:
+        opts.update(o)
+    max_new, max_len = opts.pop('max_new_tokens', None), opts.pop('max_length')
+    opts['max_new_tokens'] = max_new if max_new is not None else max_len
+    if 'min_length' in opts:
+        opts['min_new_tokens'] = opts.pop('min_length')
+    opts.setdefault('pad_token_id', pad_token_id)
+    return opts

@@ -5,9 +5,37 @@ random vocabulary token with 0.1 and stays unchanged with 0.1. Labels are the or
 at chosen positions and ``-100`` (ignored by cross-entropy) elsewhere.
 """
 import math
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
+
+
+class MLMTokenIds:
+    """The ids MLM masking needs, resolved once, on first use: ``mask_token_id``,
+    ``special_ids`` (never masked; padding positions never are either) and ``vocab_size``
+    (random replacements) as given, else the tokenizer's ``[MASK]``, its ids named in
+    ``special_tokens`` (``[0]`` without a tokenizer) and the MLM head's output size."""
+
+    def __init__(self, mask_token_id: Optional[int] = None,
+                 special_ids: Optional[Sequence[int]] = None, vocab_size: Optional[int] = None,
+                 special_tokens: Sequence[str] = ('pad_token_id', 'cls_token_id')):
+        self.mask_token_id, self.special_ids = mask_token_id, special_ids
+        self.vocab_size, self.special_tokens = vocab_size, tuple(special_tokens)
+
+    def resolve(self, tokenizer, mlm_head, family: str) -> Tuple[int, List[int], int]:
+        """``(mask_token_id, special_ids, vocab_size)``; ``family`` names the model in the
+        error raised when no ``[MASK]`` id is known."""
+        if self.mask_token_id is None:
+            self.mask_token_id = getattr(tokenizer, 'mask_token_id', None)
+            if self.mask_token_id is None:
+                raise ValueError(f'{family} MLM needs mask_token_id (or a tokenizer with '
+                                 '[MASK])')
+        if self.special_ids is None:
+            self.special_ids = [0] if tokenizer is None else [
+                i for i in (getattr(tokenizer, n, None) for n in self.special_tokens)
+                if i is not None]
+        self.vocab_size = self.vocab_size or mlm_head.decoder.out_features
+        return self.mask_token_id, list(self.special_ids), self.vocab_size
 
 
 def mask_tokens(input_ids: torch.Tensor, mask_token_id: int, vocab_size: int,

@@ -122,3 +122,25 @@ def load_prefixed_parts(checkpoint: Union[str, Dict[str, torch.Tensor]],
         if strict and (missing or unexpected):
             raise KeyError(f'{what} {prefix}*: missing {list(missing)}, unexpected '
                            f'{list(unexpected)}')
+
+
+def without_weights(cfg):
+    """A model config with pretrained-weight loading switched off (``pretrained`` -> False /
+    None, ``checkpoint`` -> None; tokenizers kept: their files are configuration, not
+    weights): paper configs name hub weights or local files a test or benchmark machine
+    does not have."""
+    if isinstance(cfg, dict):
+        out = {}
+        for k, v in cfg.items():
+            if k == 'pretrained':
+                out[k] = False if isinstance(v, bool) else None
+            elif k == 'checkpoint':
+                out[k] = None
+            elif k == 'tokenizer':
+                out[k] = v
+            else:
+                out[k] = without_weights(v)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(without_weights(v) for v in cfg)
+    return cfg
