@@ -32,7 +32,10 @@ docs/models.md and docs/demos.md quote it between ``<!-- demo-table:begin -->`` 
 ``<!-- demo-table:end -->``; ``--write-docs`` replaces the figures of the demos just run
 (or those of ``--from-table``) with the measured mean and range and regenerates those
 blocks; ``--check-docs`` (and tests/tools/test_run_demos.py) fails when a block differs
-from what the file renders to. docs/demos.md explains the table.
+from what the file renders to. A figure quoted in prose is an inline marker,
+``<!-- fig DEMO METRIC -->51.6<!-- /fig -->`` (``METRIC``: a metric of the figures file,
+``wall`` or ``rss``), which ``--write-docs`` rewrites and ``--check-docs`` checks in
+README.md and docs/*.md alike. docs/demos.md explains the table.
 """
 import argparse
 import datetime
@@ -55,6 +58,9 @@ DEFAULT_FIGURES = osp.join(ROOT, 'docs', 'demo_figures.json')
 DOC_FILES = ('README.md', 'docs/models.md', 'docs/demos.md')
 BEGIN = '<!-- demo-table:begin -->'
 END = '<!-- demo-table:end -->'
+#: a figure quoted in prose: <!-- fig DEMO METRIC -->TEXT<!-- /fig -->
+INLINE = re.compile(r'<!-- fig (\S+) (\S+) -->(.*?)<!-- /fig -->')
+INLINE_DOCS = ('README.md', 'docs/*.md')  # where the default --docs look for inline figures
 MARKER = '.run_demos'  # in every work dir this tool made (it only ever deletes those)
 TABLE_FORMAT = 'vlp-demo-table/1'
 FIGURES_FORMAT = 'vlp-demo-figures/1'
@@ -569,24 +575,78 @@ def docs_block(path: str) -> str:
         return _split_block(f.read(), path)[1].strip('\n')
 
 
-def write_docs(figures: dict, files: Sequence[str]) -> None:
-    block = render_docs_table(figures)
+def inline_value(figures: dict, demo: str, metric: str) -> str:
+    """The text of an inline figure: the mean of ``metric`` (``wall``: the wall clock,
+    ``rss``: the peak RSS) of ``demo`` in ``figures``, as the table writes it."""
+    d = figures['demos'].get(demo)
+    if d is None:
+        raise ValueError(f'no demo {demo!r} in the figures file')
+    if metric == 'wall':
+        return fmt_duration(d.get('wall_s'))
+    if metric == 'rss':
+        return fmt_mb(d.get('peak_rss_mb'))
+    if metric not in d['metrics']:
+        raise ValueError(f'{demo} has no figure {metric!r} (it has: '
+                         f'{", ".join(d["metrics"]) or "none"}, wall, rss)')
+    return fmt_value(metric, d['metrics'][metric]['mean'])
+
+
+def render_doc(text: str, path: str, figures: dict, with_block: bool) -> str:
+    """``text`` with its table block (``with_block``, or when it has one) and its inline
+    figures rendered from ``figures``."""
+    if with_block or BEGIN in text:
+        head, _, tail = _split_block(text, path)
+        text = f'{head}{BEGIN}\n{render_docs_table(figures)}\n{END}{tail}'
+
+    def inline(m):
+        try:
+            value = inline_value(figures, m.group(1), m.group(2))
+        except ValueError as err:
+            raise ValueError(f'{path}: inline figure {m.group(0)!r}: {err}') from None
+        return f'<!-- fig {m.group(1)} {m.group(2)} -->{value}<!-- /fig -->'
+    return INLINE.sub(inline, text)
+
+
+def default_docs() -> Tuple[List[str], List[str]]:
+    """``(files, files that must hold a table block)``: DOC_FILES and every README.md /
+    docs/*.md with an inline figure."""
+    tables = [osp.join(ROOT, f) for f in DOC_FILES]
+    found = set()
+    for pattern in INLINE_DOCS:
+        for path in glob.glob(osp.join(ROOT, pattern)):
+            with open(path) as f:
+                if INLINE.search(f.read()):
+                    found.add(path)
+    return sorted(set(tables) | found), tables
+
+
+def write_docs(figures: dict, files: Sequence[str],
+               with_block: Optional[Iterable[str]] = None) -> None:
+    """Render the table blocks and inline figures of ``files`` (``with_block``: the files
+    that must hold a block; default all)."""
+    need = set(files if with_block is None else with_block)
     for path in files:
         with open(path) as f:
-            head, _, tail = _split_block(f.read(), path)
-        with open(path, 'w') as f:
-            f.write(f'{head}{BEGIN}\n{block}\n{END}{tail}')
+            text = f.read()
+        new = render_doc(text, path, figures, path in need)
+        if new != text:
+            with open(path, 'w') as f:
+                f.write(new)
 
 
-def stale_docs(figures: dict, files: Sequence[str]) -> List[str]:
-    """The files whose block differs from what ``figures`` renders to (or that lack one)."""
-    block = render_docs_table(figures)
+def stale_docs(figures: dict, files: Sequence[str],
+               with_block: Optional[Iterable[str]] = None) -> List[str]:
+    """The files whose block or inline figures differ from what ``figures`` renders to (or
+    that lack a block they must hold, or name a figure that does not exist)."""
+    need = set(files if with_block is None else with_block)
     stale = []
     for path in files:
+        with open(path) as f:
+            text = f.read()
         try:
-            if docs_block(path) != block:
+            if render_doc(text, path, figures, path in need) != text:
                 stale.append(path)
-        except ValueError as err:  # no block, or several
+        except ValueError as err:  # no block, several, or an unknown inline figure
             print(f'run_demos.py: {err}')
             stale.append(path)
     return stale
@@ -623,8 +683,10 @@ def parse_args(argv=None):
     p.add_argument('--write-docs', action='store_true',
                    help='store the measured figures in --figures and regenerate the tables '
                    'in --docs')
-    p.add_argument('--docs', nargs='+', default=[osp.join(ROOT, f) for f in DOC_FILES],
-                   help='files with a demo-table block (default: ' + ', '.join(DOC_FILES) + ')')
+    p.add_argument('--docs', nargs='+',
+                   help='files with a demo-table block or inline figures (default: '
+                   + ', '.join(DOC_FILES) + ', and every README.md / docs/*.md with an inline '
+                   'figure)')
     p.add_argument('--check-docs', action='store_true',
                    help='only check that the --docs blocks equal the --figures rendering')
     p.add_argument('--reuse', action='store_true',
@@ -635,11 +697,13 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     figures = load_figures(args.figures)
+    args.docs, with_block = default_docs() if not args.docs else (args.docs, args.docs)
     if args.check_docs:
-        stale = stale_docs(figures, args.docs)
+        stale = stale_docs(figures, args.docs, with_block)
         for path in stale:
-            print(f'run_demos.py: {rel(path)}: the demo table differs from {rel(args.figures)}; '
-                  'run tools/run_demos.py --write-docs --from-table ... or restore it')
+            print(f'run_demos.py: {rel(path)}: a demo table or inline figure differs from '
+                  f'{rel(args.figures)}; run tools/run_demos.py --write-docs --from-table ... '
+                  'or restore it')
         return 1 if stale else 0
 
     if args.from_table:
@@ -702,7 +766,7 @@ def main(argv=None) -> int:
         with open(args.figures, 'w') as f:
             json.dump(new, f, indent=1)
             f.write('\n')
-        write_docs(new, args.docs)
+        write_docs(new, args.docs, with_block)
         print(f'[run_demos] wrote {rel(args.figures)} and the tables in '
               + ', '.join(rel(p) for p in args.docs))
     if args.check:

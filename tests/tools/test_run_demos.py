@@ -36,11 +36,18 @@ def _tool(*args):
 
 # -- the docs quote the figures file, generated ------------------------------------------
 def test_docs_tables_equal_the_figures_file():
+    """The tables and the figures quoted in prose (README.md, docs/*.md) are what
+    docs/demo_figures.json renders to."""
     figures = run_demos.load_figures(run_demos.DEFAULT_FIGURES)
-    files = [str(ROOT / f) for f in run_demos.DOC_FILES]
-    assert run_demos.stale_docs(figures, files) == [], (
-        'a demo table in the docs differs from docs/demo_figures.json: regenerate it with '
-        'tools/run_demos.py --write-docs (never edit it by hand)')
+    files, with_block = run_demos.default_docs()
+    assert {str(ROOT / f) for f in ('README.md', 'docs/models.md', 'docs/data.md')} <= set(files)
+    assert run_demos.stale_docs(figures, files, with_block) == [], (
+        'a demo table or inline figure in the docs differs from docs/demo_figures.json: '
+        'regenerate it with tools/run_demos.py --write-docs (never edit it by hand)')
+    readme = (ROOT / 'README.md').read_text()
+    clip = figures['demos']['clip_tiny_demo']['metrics']['retrieval/txt_r1']['mean']
+    assert (f'<!-- fig clip_tiny_demo retrieval/txt_r1 -->'
+            f'{run_demos.fmt_value("retrieval/txt_r1", clip)}<!-- /fig -->') in readme
     # the same through the command line
     assert _tool('--check-docs').returncode == 0
 
@@ -61,12 +68,36 @@ def test_a_hand_edit_of_a_docs_table_is_caught(tmp_path):
     figures = run_demos.load_figures(run_demos.DEFAULT_FIGURES)
     readme = (ROOT / 'README.md').read_text()
     block = run_demos.render_docs_table(figures)
-    assert '51.6' in block  # the CLIP demo's documented image->text R@1
+    clip = run_demos.fmt_value('retrieval/txt_r1', figures['demos']['clip_tiny_demo']
+                               ['metrics']['retrieval/txt_r1']['mean'])
+    assert f'image->text R@1 {clip}' in block  # the CLIP demo's documented figure
     edited = tmp_path / 'README.md'
-    edited.write_text(readme.replace('image->text R@1 51.6', 'image->text R@1 53.6', 1))
+    edited.write_text(readme.replace(f'image->text R@1 {clip}', 'image->text R@1 99.9', 1))
     assert run_demos.stale_docs(figures, [str(edited)]) == [str(edited)]
     res = _tool('--check-docs', '--docs', str(edited))
     assert res.returncode == 1 and 'differs' in res.stdout
+
+
+def test_inline_figures_are_generated_and_checked(tmp_path):
+    """``<!-- fig DEMO METRIC -->`` in prose: a hand edit is caught, --write-docs rewrites
+    it from the figures file, a figure that does not exist is an error naming it."""
+    figures = run_demos.load_figures(run_demos.DEFAULT_FIGURES)
+    doc = tmp_path / 'prose.md'
+    doc.write_text('CLIP reaches <!-- fig clip_tiny_demo retrieval/img_r1 -->12.3<!-- /fig -->% '
+                   'in <!-- fig clip_tiny_demo wall -->1 s<!-- /fig -->.\n')
+    assert run_demos.stale_docs(figures, [str(doc)], with_block=()) == [str(doc)]
+    run_demos.write_docs(figures, [str(doc)], with_block=())
+    d = figures['demos']['clip_tiny_demo']
+    want = (f'CLIP reaches <!-- fig clip_tiny_demo retrieval/img_r1 -->'
+            f'{run_demos.fmt_value("retrieval/img_r1", d["metrics"]["retrieval/img_r1"]["mean"])}'
+            f'<!-- /fig -->% in <!-- fig clip_tiny_demo wall -->'
+            f'{run_demos.fmt_duration(d["wall_s"])}<!-- /fig -->.\n')
+    assert doc.read_text() == want
+    assert run_demos.stale_docs(figures, [str(doc)], with_block=()) == []
+    doc.write_text('<!-- fig clip_tiny_demo retrieval/itm_r1 -->1<!-- /fig -->\n')
+    with pytest.raises(ValueError, match='has no figure .retrieval/itm_r1'):
+        run_demos.write_docs(figures, [str(doc)], with_block=())
+    assert run_demos.stale_docs(figures, [str(doc)], with_block=()) == [str(doc)]
 
 
 # -- pure parts ---------------------------------------------------------------------------
