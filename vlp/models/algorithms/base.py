@@ -81,7 +81,7 @@ class VLPModel(BaseModel):
 
     Args:
         data_preprocessor: config of the preprocessor (``VLPDataPreprocessor`` by default).
-        tokenizer: optional tokenizer config (``TOKENIZERS``); only the inference API
+        tokenizer: optional tokenizer config (``TOKENIZERS``) or object; only the inference API
             (``encode_text(list_of_str)``, ``generate``) tokenises — training data is
             tokenised in the data pipeline.
         init_cfg: mmengine init config.
@@ -146,10 +146,10 @@ class VLPModel(BaseModel):
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        # built on first use: a config may name tokenizer files that only the machine
-        # running inference has (training tokenises in the data pipeline)
-        self._tokenizer_cfg = tokenizer
-        self._tokenizer = None
+        # a config is built on first use: it may name tokenizer files that only the machine
+        # running inference has (training tokenises in the data pipeline); an object is kept
+        built = tokenizer is not None and not isinstance(tokenizer, dict)
+        self._tokenizer_cfg, self._tokenizer = (None, tokenizer) if built else (tokenizer, None)
 
     @property
     def tokenizer(self):

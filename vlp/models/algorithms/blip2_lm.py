@@ -8,7 +8,6 @@ text as decoder targets). The same composition gives MiniGPT-4 (Zhu et al. 2023:
 Q-Former, only the projection trains) and LLaVA (Liu et al. 2023: ViT patch tokens, no
 Q-Former, an MLP projector; stage 2 also trains the LLM).
 """
-import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -18,17 +17,11 @@ from vlp.registry import MODELS
 from vlp.datasets.tokenizers import LMTokenizer, as_lm_tokenizer
 from ..backbones.hf_lm import to_dtype
 from ..necks.projection import llm_projector
-from ..utils.llm_inputs import assemble_inputs, hf_generate_options, lm_logits
+from ..utils.llm_inputs import (IMAGE_TOKEN, assemble_inputs, hf_generate_options,  # noqa: F401
+                                lm_logits, prompt_rows)
 from ..utils.pretrained import load_prefixed_parts
 from .base import VLPModel, build_part, split_meta
 
-IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT-4, LLaVA)
-# Q-Former parameters that only the text uses (embeddings, the text FFNs): a query-only
-# pass never reaches them; BLIP-2 stage 2 deletes them, they are frozen here (so the
-# stage-1 key layout stays and DDP sees no trainable parameter without a gradient)
-_QFORMER_TEXT_ONLY = re.compile(
-    r'^(word_embeddings|position_embeddings|token_type_embeddings|pooler)\.'
-    r'|^blocks\.\d+\.(mlp|norm2)\.')
 
 
 @MODELS.register_module()
@@ -82,11 +75,8 @@ class BLIP2LM(VLPModel):
                  vqa_prompt: str = 'Question: {} Short answer:',
                  data_preprocessor: Optional[dict] = None, tokenizer=None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor=data_preprocessor,
-                         tokenizer=tokenizer if isinstance(tokenizer, dict) else None,
+        super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                          init_cfg=init_cfg)
-        if tokenizer is not None and not isinstance(tokenizer, dict):
-            self.tokenizer = tokenizer  # a tokenizer object
         if predict_mode not in ('caption', 'vqa'):
             raise ValueError(f"BLIP2LM.predict_mode must be 'caption' or 'vqa', got "
                              f'{predict_mode!r}')
@@ -128,10 +118,8 @@ class BLIP2LM(VLPModel):
             (self.qformer, freeze_qformer), (self.llm, freeze_llm)) if frozen and part is not None]
         for part in self._frozen:
             part.requires_grad_(False).eval()
-        if self.qformer is not None:
-            for name, p in self.qformer.named_parameters():
-                if _QFORMER_TEXT_ONLY.match(name):
-                    p.requires_grad_(False)
+        if self.qformer is not None:  # the text-only parameters: unused in stage 2
+            self.qformer.freeze_text_only()
 
     def init_weights(self) -> None:
         """Nothing: every part initialises itself at construction, and mmengine's
@@ -192,21 +180,6 @@ class BLIP2LM(VLPModel):
                                                   **decoding)]
 
     # -- tokens ----------------------------------------------------------------------------
-    def _prompt_rows(self, B: int, prompt_ids: Optional[torch.Tensor] = None,
-                     prompt_mask: Optional[torch.Tensor] = None,
-                     prompts: Optional[Sequence[str]] = None):
-        """Per-row ``(before, after)`` prompt ids around the visual prompts: given ids
-        (padding dropped; all after the image), given strings, or the fixed ``self.prompt``,
-        tokenised by :meth:`LMTokenizer.encode_prompt` (special tokens included; a
-        ``'<ImageHere>'`` in the text marks where the visual prompts go, else they lead)."""
-        if prompt_ids is not None:
-            mask = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask
-            return [([], row[m.bool()].tolist()) for row, m in zip(prompt_ids, mask)]
-        if prompts is None:
-            prompts = [self.prompt] * B
-        tok = self.lm_tokenizer
-        return [tok.encode_prompt(p, image_token=IMAGE_TOKEN) for p in prompts]
-
     @property
     def lm_tokenizer(self) -> LMTokenizer:
         """``self.tokenizer`` as an :class:`LMTokenizer` (a plain ``transformers``
@@ -240,8 +213,8 @@ class BLIP2LM(VLPModel):
         prompts = self.visual_prompts(inputs['images'])
         text_ids, text_mask = inputs['input_ids'], inputs.get('attention_mask')
         extra = {**(data_samples if isinstance(data_samples, dict) else {}), **inputs}
-        parts = self._prompt_rows(prompts.shape[0], extra.get('prompt_ids'),
-                                  extra.get('prompt_mask'))
+        parts = prompt_rows(lambda: self.lm_tokenizer, prompts.shape[0],
+                            extra.get('prompt_ids'), extra.get('prompt_mask'), default=self.prompt)
         return lm_logits(self.llm, prompts, parts, text_ids,
                          torch.ones_like(text_ids) if text_mask is None else text_mask)
 
@@ -288,7 +261,7 @@ class BLIP2LM(VLPModel):
         B = prompts.shape[0]
         if isinstance(prompt, str):
             prompt = [prompt] * B
-        parts = self._prompt_rows(B, prompts=prompt)
+        parts = prompt_rows(lambda: self.lm_tokenizer, B, prompts=prompt, default=self.prompt)
         opts = hf_generate_options(self.generation_cfg, decoding, pad_token_id=tok.pad_token_id)
         embeds, att, _ = assemble_inputs(self.llm.embed_tokens, prompts,
                                          [pre for pre, _ in parts], [post for _, post in parts],

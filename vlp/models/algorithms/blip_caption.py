@@ -31,15 +31,16 @@ BLIP_DECODING = dict(num_beams=3, max_length=30, min_length=10)
 
 # -- the image-grounded decoder (BLIP and BLIPCaption) ------------------------------------------
 def decoder_logits(self, input_ids: torch.Tensor, text_mask: Optional[torch.Tensor],
-                   image_embeds: torch.Tensor,
+                   image_embeds: torch.Tensor, image_mask: Optional[torch.Tensor] = None,
                    cache: Optional[DecodingCache] = None) -> torch.Tensor:
-    """Image-grounded decoder: ``[DEC]``-led ids ``[B, T]`` -> next-token logits
-    ``[B, T, V]``. With a ``cache`` (incremental decoding): the new ids only, and the logits
-    of the last one, ``[B, 1, V]``."""
+    """The causal ``decoder``: ``[DEC]``-led ids ``[B, T]`` cross-attending to
+    ``image_embeds [B, N, C]`` (BLIPVQA's answer decoder: the question states, with their
+    ``image_mask``) -> next-token logits ``[B, T, V]``. With a ``cache`` (incremental
+    decoding): the new ids only, and the logits of the last one, ``[B, 1, V]``."""
     if self.decoder is None:
         raise RuntimeError(f'this {type(self).__name__} has no decoder (lm_head=None)')
-    hidden = self.decoder(input_ids, text_mask, image_embeds=image_embeds, is_causal=True,
-                          cache=cache)['text_embeds']
+    hidden = self.decoder(input_ids, text_mask, image_embeds=image_embeds,
+                          image_mask=image_mask, is_causal=True, cache=cache)['text_embeds']
     return self.lm_head(hidden if cache is None else hidden[:, -1:])
 
 
@@ -88,7 +89,8 @@ def generate_ids(self, images: torch.Tensor, prompt_ids: Sequence[int],
     self.require('generate')
     eos, pad = eos_pad_ids(self.tokenizer, eos_token_id, pad_token_id, type(self).__name__,
                            'sep_token_id')
-    return _generate_ids(lambda ids, ctx, _, cache: self.decoder_logits(ids, None, ctx, cache),
+    return _generate_ids(lambda ids, ctx, _, cache: self.decoder_logits(ids, None, ctx,
+                                                                        cache=cache),
                          self.vision(images)['image_embeds'], prompt_ids, eos, pad,
                          BLIP_DECODING, self.generation_cfg, decoding)
 

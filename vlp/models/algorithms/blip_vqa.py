@@ -26,12 +26,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from vlp.registry import MODELS
-from ..layers.attention import DecodingCache
 from ..utils.answers import (answer_weights, answers_of, rank_candidates,  # noqa: F401
                              resolve_answer_list, sequence_nll, weighted_answers)
 from ..utils.generation import decode_texts, generate_ids
 from ..utils.pretrained import GROW_KEYS, load_pretrained_weights
 from .base import VLPModel, build_part, replace_first_token, split_meta, token_id_property
+from . import blip_caption
 from .blip_caption import UNUSED_BLIP_KEYS
 
 # BLIP constructor keys that only pre-training and captioning use: accepted (so a BLIP
@@ -163,17 +163,8 @@ class BLIPVQA(VLPModel):
         """The question encoder's ``[ENC]`` state ``[B, C]``."""
         return self.encode_question(images, input_ids, attention_mask)[0][:, 0]
 
-    def answer_logits(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
-                      question_states: torch.Tensor, question_mask: torch.Tensor,
-                      cache: Optional[DecodingCache] = None) -> torch.Tensor:
-        """``[DEC]``-led answer ids ``[N, T]`` -> next-token logits ``[N, T, V]``, the
-        decoder cross-attending to ``question_states [N, L, C]`` (``question_mask``). With
-        a ``cache`` (incremental decoding): the new ids only, one row of
-        ``question_states`` per question, and the logits of the last id ``[N, 1, V]``."""
-        hidden = self.decoder(input_ids, attention_mask, image_embeds=question_states,
-                              image_mask=question_mask, is_causal=True,
-                              cache=cache)['text_embeds']
-        return self.lm_head(hidden if cache is None else hidden[:, -1:])
+    # (ids, mask, question_states, question_mask, cache=None) -> logits: BLIP's decoder step
+    answer_logits = blip_caption.decoder_logits
 
     def answer_nll(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    question_states: torch.Tensor, question_mask: torch.Tensor,
@@ -231,7 +222,7 @@ class BLIPVQA(VLPModel):
             raise RuntimeError('BLIPVQA generation needs a tokenizer')
         eos = getattr(tok, 'sep_token_id', None)
         ids = generate_ids(lambda ids, ctx, mask, cache: self.answer_logits(ids, None, ctx, mask,
-                                                                           cache),
+                                                                           cache=cache),
                            question_states, [self.dec_token_id],
                            tok.eos_token_id if eos is None else eos, tok.pad_token_id,
                            dict(num_beams=3, max_length=10, min_length=1),

@@ -17,6 +17,7 @@ objective (Fig. 2 of the paper; :func:`qformer_attention_mask`):
 Without text, the Q-Former maps image features to ``[B, Q, C]`` query outputs (the visual
 prompt of BLIP-2's second stage, MiniGPT-4, InstructBLIP).
 """
+import re
 from typing import Dict, Optional
 
 import torch
@@ -145,6 +146,18 @@ class QFormer(BertEncoder):
             raise KeyError(f'HF BERT checkpoint mismatch: missing {bad}')
         self.init_query_ffn_from_text()
         return [k for k in missing if not k.startswith('query_ffn.')]
+
+    #: parameters only the text reads (embeddings, pooler, the text FFNs): a query-only pass
+    #: never reaches them
+    TEXT_ONLY = re.compile(r'^(word_embeddings|position_embeddings|token_type_embeddings|'
+                           r'pooler)\.|^blocks\.\d+\.(mlp|norm2)\.')
+
+    def freeze_text_only(self) -> None:
+        """Freeze :attr:`TEXT_ONLY` (BLIP-2 stage 2 deletes them; frozen, the stage-1 key
+        layout stays and DDP sees no trainable parameter without a gradient)."""
+        for name, p in self.named_parameters():
+            if self.TEXT_ONLY.match(name):
+                p.requires_grad_(False)
 
     def init_query_ffn_from_text(self) -> None:
         """Copy each layer's text FFN into the query FFN (BLIP-2's initialisation)."""

@@ -1,8 +1,26 @@
 """Input assembly of the vision-to-LLM models (BLIP-2 stage 2, MiniGPT-4, LLaVA): text
 token embeddings around the visual prompts, padded, with the label tensor of training."""
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
+
+IMAGE_TOKEN = '<ImageHere>'  # where a prompt places the visual prompts (MiniGPT-4, LLaVA)
+
+
+def prompt_rows(tokenizer, B: int, prompt_ids: Optional[torch.Tensor] = None,
+                prompt_mask: Optional[torch.Tensor] = None,
+                prompts: Optional[Sequence[str]] = None, default: str = '') -> List[tuple]:
+    """Per-row ``(before, after)`` prompt ids around the visual prompts: given ids (padding
+    dropped; all after the image), given strings, or ``default`` for every row, tokenised by
+    ``tokenizer.encode_prompt`` (an ``LMTokenizer``: special tokens included; an
+    ``'<ImageHere>'`` in the text marks where the visual prompts go, else they lead).
+    ``tokenizer``: a callable returning it (only called for strings)."""
+    if prompt_ids is not None:
+        mask = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask
+        return [([], row[m.bool()].tolist()) for row, m in zip(prompt_ids, mask)]
+    tok = tokenizer()
+    return [tok.encode_prompt(p, image_token=IMAGE_TOKEN)
+            for p in (prompts if prompts is not None else [default] * B)]
 
 
 def assemble_inputs(embed_tokens: Callable[[torch.Tensor], torch.Tensor],
