@@ -72,6 +72,13 @@ def test_retrieval_predictions_and_rerank():
     metric.process(None, res)
     out = metric.compute_metrics(metric.results)
     assert 'txt_r1' in out and 'itc_img_r1' in out
+    # the re-ranking score: the ITM match logit, plus the ITC similarity with rerank_itc
+    ids, mask, itc = b['input_ids'], b['attention_mask'], torch.tensor([0.5, -0.25, 1.0, 0.0])
+    itm = model.itm_logits(b['images'], ids, mask)[:, 1]
+    assert torch.equal(model.rerank_scores(b['images'], ids, mask, itc), itm)
+    model.rerank_itc = True
+    assert torch.allclose(model.rerank_scores(b['images'], ids, mask, itc), itm + itc)
+    assert torch.equal(model.rerank_scores(b['images'], ids, mask), itm)
 
 
 def _trainable(model):

@@ -79,6 +79,8 @@ class VLMo(VLPModel):
         mlm_probability, mask_token_id, special_token_ids, vocab_size: MLM masking
             (as :class:`ALBEF`).
         loss_weights: ``dict(itc=1, itm=1, mlm=1, mim=1)``.
+        rerank_itc: re-rank by ITM logit + ITC similarity (BLIP's rule) instead of the ITM
+            logit alone (VLMo's and ALBEF's evaluation; docs/demos.md measures both).
     """
     capabilities = frozenset({'loss', 'predict', 'extract_feat', 'encode_image',
                               'encode_text', 'itm_score', 'rerank_scores', 'fused_features'})
@@ -96,9 +98,11 @@ class VLMo(VLPModel):
                  vocab_size: Optional[int] = None, itm_negatives: str = 'global',
                  loss_weights: Optional[Dict[str, float]] = None,
                  data_preprocessor: Optional[dict] = None, tokenizer: Optional[dict] = None,
-                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None):
+                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None,
+                 rerank_itc: bool = False):
         super().__init__(data_preprocessor=data_preprocessor, tokenizer=tokenizer,
                          init_cfg=init_cfg)
+        self.rerank_itc = rerank_itc
         self.backbone = build_part(backbone)
         self.vision_proj = build_part(vision_proj)
         self.text_proj = build_part(text_proj)
@@ -174,10 +178,13 @@ class VLMo(VLPModel):
         return self.itm_head(self.fuse(input_ids, text_mask, images)[:, 0])
 
     def rerank_scores(self, image_embeds, text_embeds, text_mask, itc_scores=None):
-        """Re-ranking score ``[B]`` (the "match" logit) of the images (``image_embeds``: the
-        pixels, see :meth:`predict`) and caption ids."""
+        """Re-ranking score ``[B]`` (the "match" logit; plus ``itc_scores`` with
+        ``rerank_itc``) of the images (``image_embeds``: the pixels, see :meth:`predict`)
+        and caption ids."""
         self.require('rerank_scores')
-        return self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        score = self.itm_logits(image_embeds, text_embeds, text_mask)[:, 1].float()
+        return score + itc_scores.to(score) if self.rerank_itc and itc_scores is not None \
+            else score
 
     # -- objectives ----------------------------------------------------------------------------
     def _mlm(self, input_ids: torch.Tensor, text_mask: torch.Tensor,
