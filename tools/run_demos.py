@@ -178,12 +178,15 @@ _WORK_DIR_REF = re.compile(r'^(?:\./)?work_dirs/([^/]+)(/.*)?$')
 
 def dependencies(config: str, demos: Dict[str, str]) -> List[Tuple[str, str, str]]:
     """``[(config key, demo name, rest of the path)]``: the settings of ``config`` that read
-    another demo's work dir (``work_dirs/<demo>...``)."""
+    another demo's work dir (``work_dirs/<demo>...``). A top-level variable of the file
+    (``stage1_checkpoint = 'work_dirs/...'``) is not one: its value is already substituted
+    where the file uses it, and ``--cfg-options`` refuses to set it."""
     from mmengine.config import Config
+    from vlp.engine.config_check import top_level_keys
     cfg = Config.fromfile(osp.join(ROOT, config))
-    found = []
+    found, read = [], top_level_keys()
     for path, value in _walk(cfg.to_dict()):
-        if isinstance(value, str):
+        if isinstance(value, str) and path[0] in read:
             m = _WORK_DIR_REF.match(value)
             if m and m.group(1) in demos:
                 if any(p.isdigit() for p in path):

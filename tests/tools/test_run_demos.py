@@ -108,8 +108,17 @@ def test_plan_orders_demos_after_the_demos_they_start_from():
     assert deps['albef_nlvr2_tiny_demo'] == [('model.pretrained', 'albef_snli_ve_tiny_demo', '')]
     order, deps = run_demos.plan(demos, ['configs/blip2/blip2_stage2_tiny_demo.py'])
     assert order == ['blip2_stage1_tiny_demo', 'blip2_stage2_tiny_demo']
-    assert ('model.stage1.checkpoint', 'blip2_stage1_tiny_demo', '/epoch_12.pth') in \
-        deps['blip2_stage2_tiny_demo']
+    # the config's variable stage1_checkpoint (substituted where it is read) is not redirected
+    assert deps['blip2_stage2_tiny_demo'] == [
+        ('model.stage1.checkpoint', 'blip2_stage1_tiny_demo', '/epoch_12.pth')]
+    # every redirection of every demo is a key train.py's --cfg-options accepts
+    from mmengine.config import Config
+    from vlp.engine.config_check import check_cfg_options
+    _, deps = run_demos.plan(demos, None)
+    for name, found in deps.items():
+        if found:
+            check_cfg_options(Config.fromfile(str(ROOT / demos[name])),
+                              {key: f'/tmp/{dep}{rest}' for key, dep, rest in found})
     with pytest.raises(SystemExit):
         run_demos.plan(demos, ['no_such_demo'])
 
