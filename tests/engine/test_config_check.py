@@ -238,6 +238,7 @@ DOCUMENTED = [
     ('docs/demos.md', 'randomness.seed=S randomness.deterministic=True',
      'clip/clip_tiny_demo.py', 'randomness.seed=1 randomness.deterministic=True'),
     ('docs/demos.md', 'test_evaluator.k=2', 'vlmo/vlmo_tiny_demo.py', None),
+    ('docs/demos.md', 'model.rerank_itc=True', 'vlmo/vlmo_tiny_demo.py', None),
     ('docs/demos.md', 'train_cfg.max_iters=3040 train_cfg.val_interval=3040 param_scheduler.2.end=3040',
      'vlmo/vlmo_tiny_demo.py', None),
     # the VLMo micro run of docs/demos.md (its lines joined by the backslashes)
