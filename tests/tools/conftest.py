@@ -62,3 +62,21 @@ def tiny_vocab(path, size: int) -> dict:
     words += [f'w{i}' for i in range(size - len(words))]
     path.write_text('\n'.join(words) + '\n')
     return {w: i for i, w in enumerate(words)}
+
+
+API_TEXTS = ['a cat on the dog', 'the cat', 'a dog']
+
+
+def api_inputs(model, size: int, hw, seed: int):
+    """Two raw uint8 images of another size (``hw``) and :data:`API_TEXTS`, and what a
+    converted model's ``vlp.apis`` makes of them: ``(images, texts, pixels [2, 3, size,
+    size], ids, mask)``; checks the model's own preprocessing size."""
+    import torch
+    from vlp import apis
+    assert model.preprocess.size == (size, size)
+    images = torch.randint(0, 256, (2, 3, *hw), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed))
+    pixels = apis.preprocess(model, images)
+    assert pixels.shape == (2, 3, size, size)
+    tok = model.tokenizer(API_TEXTS)
+    return images, API_TEXTS, pixels, tok['input_ids'], tok['attention_mask']

@@ -29,7 +29,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import load_tool, tiny_vocab  # noqa: E402
+from conftest import api_inputs, load_tool, tiny_vocab  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONVERT = osp.join(ROOT, 'tools', 'convert')
@@ -473,14 +473,7 @@ def test_public_api_matches_reference(tmp_path, refs):
                      str(tmp_path / 'vocab.txt'), '--max-length', '12'] + TINY_ARGS)
     model = apis.init_model(out)
     assert {'encode_image', 'encode_text', 'match'} <= set(apis.supported_tasks(model))
-    assert model.preprocess.size == (IMG, IMG)
-    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(3))
-    texts = ['a cat on the dog', 'the cat', 'a dog']
-    pixels = apis.preprocess(model, images)
-    assert pixels.shape == (2, 3, IMG, IMG)
-    tok = model.tokenizer(texts)
-    ids, mask = tok['input_ids'], tok['attention_mask']
+    images, texts, pixels, ids, mask = api_inputs(model, IMG, (48, 40), 3)
     img_want = ref.outputs(pixels, ids[:2], mask[:2])['image_feat']
     txt_want = ref.outputs(pixels[:1].expand(3, -1, -1, -1), ids, mask)['text_feat']
     itm_want = torch.stack([

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import load_tool, tiny_vocab
+from conftest import api_inputs, load_tool, tiny_vocab
 
 conv = load_tool('convert/vlmo_to_vlp')
 C, H, DEPTH, VL_START, VOCAB, L, L0, IMG, P = 32, 2, 3, 2, 40, 8, 10, 16, 8
@@ -217,14 +217,7 @@ def test_public_api_matches_reference(tmp_path):
                str(tmp_path / 'vocab.txt')])
     model = apis.init_model(out)
     assert {'encode_image', 'encode_text', 'match'} <= set(apis.supported_tasks(model))
-    assert model.preprocess.size == (IMG, IMG)
-    images = torch.randint(0, 256, (2, 3, 28, 20), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(3))
-    texts = ['a cat on the dog', 'the cat', 'a dog']
-    pixels = apis.preprocess(model, images)
-    assert pixels.shape == (2, 3, IMG, IMG)
-    tok = model.tokenizer(texts)
-    ids, mask = tok['input_ids'], tok['attention_mask']
+    images, texts, pixels, ids, mask = api_inputs(model, IMG, (28, 20), 3)
     assert ids.shape == (3, L) and ids[0, :7].tolist() == [vocab[w] for w in (
         '[CLS]', 'a', 'cat', 'on', 'the', 'dog', '[SEP]')]
     with torch.no_grad():

@@ -17,7 +17,7 @@ import torch
 transformers = pytest.importorskip('transformers')
 from transformers import (ViltConfig, ViltForImageAndTextRetrieval,  # noqa: E402
                           ViltForMaskedLM, ViltModel)
-from conftest import load_tool, tiny_vocab  # noqa: E402
+from conftest import api_inputs, load_tool, tiny_vocab  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 tool = load_tool('convert/hf_vilt_to_vlp')
@@ -160,14 +160,7 @@ def test_public_api_match_equals_hf_retrieval(tmp_path):
                        tokenizer=str(tmp_path / 'vocab.txt'))
     model = apis.init_model(str(tmp_path / 'vlp'))
     assert 'match' in apis.supported_tasks(model)
-    assert model.preprocess.size == (IMG, IMG)
-    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(7))
-    texts = ['a cat on the dog', 'the cat', 'a dog']
-    pixels = apis.preprocess(model, images)
-    assert pixels.shape == (2, 3, IMG, IMG)
-    tok = model.tokenizer(texts)
-    ids, mask = tok['input_ids'], tok['attention_mask']
+    images, texts, pixels, ids, mask = api_inputs(model, IMG, (48, 40), 7)
     assert ids.shape == (3, TXT) and ids[0, :7].tolist() == [vocab[w] for w in (
         '[CLS]', 'a', 'cat', 'on', 'the', 'dog', '[SEP]')]
     with torch.no_grad():
