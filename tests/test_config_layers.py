@@ -32,6 +32,9 @@ retrieval fine-tuning configs' ``save_best='auto'`` (mmengine cannot infer a rul
 BPE merges shipped with vlp (``bpe_path='bundled'``) instead of ``data/clip/tokenizer.json``,
 which nothing made (the ids are the same); ``blip_caption_coco.py``'s model became
 ``type='BLIPCaption'`` (the captioning model got its own class; same parts, same weights).
+``align_tiny_demo.py`` trains with AdamW (lr 1e-3, weight decay 0.1) and an initial
+temperature of 0.07 instead of ALIGN's LAMB and 1.0, which stay near chance at demo scale
+(docs/demos.md).
 
 Regenerate the file only for a deliberate change of config values:
 ``.venv/bin/python tests/test_config_layers.py --write``.
