@@ -1,7 +1,8 @@
 # ALIGN tiny demo: ALIGN's architecture (EfficientNet image tower without the head
 # convolution, BERT text tower with a linear projection of [CLS], InfoNCE with label
-# smoothing 0.1 and a temperature initialised at 1.0) at toy size (TinyNet-E, a scaled-down
-# EfficientNet, and a 2-layer BERT), on the embedded demo data, CPU minutes.
+# smoothing 0.1 and a learned temperature) at toy size (TinyNet-E, a scaled-down
+# EfficientNet, and a 2-layer BERT), on the embedded demo data, CPU minutes. Its optimizer
+# and initial temperature are the CLIP demo's, not ALIGN's (below; docs/demos.md).
 _base_ = ['../_base_/models/align.py', '../_base_/datasets/demo_retrieval_bert.py',
           '../_base_/schedules/align_lamb_linear_1200k.py', '../_base_/default_runtime.py']
 image_size = 64
