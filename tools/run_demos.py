@@ -515,8 +515,10 @@ def load_figures(path: str) -> dict:
     return figures
 
 
-def figures_from_run(table: dict, figures: dict) -> dict:
-    """``figures`` with the demos of ``table`` replaced by its measured figures."""
+def figures_from_run(table: dict, figures: dict, note: Optional[str] = None) -> dict:
+    """``figures`` with the demos of ``table`` replaced by its measured figures; ``note``
+    (how the runs were made, e.g. on shared cores) is stored with each and shown with its
+    source wherever the table is quoted."""
     new = json.loads(json.dumps(figures))
     date = table['created'][:10]
     for name, d in table['demos'].items():
@@ -538,6 +540,8 @@ def figures_from_run(table: dict, figures: dict) -> dict:
                      for m, s in d['metrics'].items()})
         if 'bitwise_reproducible' in d:
             new['demos'][name]['bitwise_reproducible'] = d['bitwise_reproducible']
+        if note:
+            new['demos'][name]['note'] = note
     return new
 
 
@@ -561,7 +565,8 @@ def render_docs_table(figures: dict) -> str:
             shown.append(f'{label_of(m, metrics)} {value}')
         lines.append(f'| `{name}` | {"; ".join(shown) if shown else "not documented yet"} | '
                      f'{d.get("n", 1) if shown else "-"} | {fmt_duration(d.get("wall_s"))} | '
-                     f'{fmt_mb(d.get("peak_rss_mb"))} | {d.get("source", "-")} |')
+                     f'{fmt_mb(d.get("peak_rss_mb"))} | {d.get("source", "-")}'
+                     + (f'; {d["note"]}' if d.get('note') else '') + ' |')
     return '\n'.join(lines)
 
 
@@ -686,6 +691,9 @@ def parse_args(argv=None):
     p.add_argument('--write-docs', action='store_true',
                    help='store the measured figures in --figures and regenerate the tables '
                    'in --docs')
+    p.add_argument('--note',
+                   help='with --write-docs: a remark stored with every written figure and '
+                   'shown with its source (e.g. "wall clocks on shared cores")')
     p.add_argument('--docs', nargs='+',
                    help='files with a demo-table block or inline figures (default: '
                    + ', '.join(DOC_FILES) + ', and every README.md / docs/*.md with an inline '
@@ -765,7 +773,7 @@ def main(argv=None) -> int:
               f'({r.get("reason") or r.get("work_dir")})')
         status = 1
     if args.write_docs:
-        new = figures_from_run(table, figures)
+        new = figures_from_run(table, figures, args.note)
         with open(args.figures, 'w') as f:
             json.dump(new, f, indent=1)
             f.write('\n')

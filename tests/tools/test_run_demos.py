@@ -171,6 +171,11 @@ def test_a_single_seed_run_is_labelled_a_single_run():
     table['demos']['clip_tiny_demo'] = dict(demo, n=3, seeds=[0, 1, 2])
     entry = run_demos.figures_from_run(table, figures)['demos']['clip_tiny_demo']
     assert entry['source'].startswith('3 seeds (0, 1, 2), measured 2026-12-07')
+    # a note on how the runs were made is stored and shown with the source
+    noted = run_demos.figures_from_run(table, figures, note='wall clocks on shared cores')
+    assert noted['demos']['clip_tiny_demo']['note'] == 'wall clocks on shared cores'
+    row = [l for l in run_demos.render_docs_table(noted).splitlines() if '`clip_tiny_demo`' in l]
+    assert row[0].endswith('by tools/run_demos.py; wall clocks on shared cores |'), row
 
 
 def test_metrics_of_a_demo_without_test_split_are_its_last_training_accuracies(tmp_path):
